@@ -1,0 +1,518 @@
+/**
+ * `Tokenizer`: a Hugging Face tokenizer (tokenizer.json + tokenizer_config.json) on top of
+ * `@huggingface/tokenizers`, with transformers' special-token resolution, truncation, padding,
+ * chat templates and an assistant-token mask for supervised fine-tuning.
+ *
+ * @example
+ * ```ts
+ * const tok = await Tokenizer.fromDir("./smollm-135m");
+ * const { ids } = tok.encode("Hello world");
+ * const { ids: chatIds, assistantMask } = tok.applyChatTemplateWithMask([
+ *   { role: "user", content: "Hi" },
+ *   { role: "assistant", content: "Hello!" },
+ * ]);
+ * ```
+ */
+import { existsSync } from "node:fs";
+import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { Tokenizer as HFTokenizer } from "@huggingface/tokenizers";
+import { readJsonFile } from "../formats/hf-config.ts";
+import { byteCharsToBytes } from "./byte-level.ts";
+import { assistantSpans, type ChatMessage, renderTemplate, selectTemplate, spansToTokenMask } from "./chat-template.ts";
+import { TokenizerError } from "./errors.ts";
+import { resolveSpecials, SPECIAL_ROLES, type SpecialRole } from "./special-tokens.ts";
+
+export type { ChatMessage } from "./chat-template.ts";
+
+/** Truncation strategies, as in transformers. `true` means `longest_first`. */
+export type Truncation = boolean | "longest_first" | "only_first" | "only_second";
+
+/** Options for {@link Tokenizer.encode}. */
+export interface EncodeOptions {
+  /** Add the post-processor's special tokens (BOS/CLS/SEP...). Default true. */
+  addSpecialTokens?: boolean;
+  /** Second sequence (sentence pairs, e.g. NLI). */
+  textPair?: string;
+  /** Truncate to `maxLength` (special tokens included). Default false. */
+  truncation?: Truncation;
+  /** Defaults to `model_max_length` from tokenizer_config.json when truncating. */
+  maxLength?: number;
+}
+
+/** The result of encoding one text (or pair). */
+export interface Encoding {
+  ids: number[];
+  tokens: string[];
+  attentionMask: number[];
+  /** Segment ids (0 for the first text, 1 for the pair); present for pairs or when the post-processor defines them. */
+  tokenTypeIds?: number[];
+  /**
+   * Character offsets [start, end) into the input text (into `textPair` for its tokens; [0, 0]
+   * for added special tokens). Present when the tokens' bytes reassemble the input exactly, i.e.
+   * for byte-level BPE without a normalizer; absent otherwise.
+   */
+  offsets?: [number, number][];
+}
+
+/** Options for {@link Tokenizer.encodeBatch}. */
+export interface BatchEncodeOptions extends Omit<EncodeOptions, "textPair"> {
+  textPairs?: string[];
+  /** `true`/`"longest"`: pad to the longest in the batch; `"max_length"`: pad to `maxLength`. */
+  padding?: boolean | "longest" | "max_length";
+}
+
+/** Options for {@link Tokenizer.applyChatTemplate}. */
+export interface ChatTemplateOptions {
+  /** Append the header of a new assistant turn (for generation). Default false. */
+  addGenerationPrompt?: boolean;
+  /** Tool (function) schemas, passed to the template as `tools`. */
+  tools?: unknown[];
+  /** Pick a named template when `chat_template` is a list. */
+  templateName?: string;
+  /** Extra template variables (e.g. `enable_thinking`, `documents`). */
+  extra?: Record<string, unknown>;
+}
+
+/** Output of {@link Tokenizer.applyChatTemplateWithMask}. */
+export interface ChatEncoding {
+  text: string;
+  ids: number[];
+  attentionMask: number[];
+  /** True for tokens of assistant turns (content and end-of-turn), where the loss applies. */
+  assistantMask: boolean[];
+}
+
+const utf8 = new TextEncoder();
+const KNOWN_FILES = new Set(["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]);
+// transformers' "no limit" sentinel for model_max_length is int(1e30).
+const NO_MAX_LENGTH = 1e18;
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === "object" && !Array.isArray(v);
+}
+
+/**
+ * A tokenizer loaded from Hugging Face files. Construct with {@link Tokenizer.fromDir} or
+ * {@link Tokenizer.fromJSON}.
+ */
+export class Tokenizer {
+  /** tokenizer.json as loaded (with any `added_tokens_decoder` entries from the config merged in). */
+  readonly tokenizerJson: Record<string, unknown>;
+  /** tokenizer_config.json as loaded (chat_template.jinja, if any, folded into `chat_template`). */
+  readonly config: Record<string, unknown>;
+  /** Special token strings by role (`bos_token`, `eos_token`, ...). */
+  readonly specialTokens: Partial<Record<SpecialRole, string>>;
+  /** Largest id + 1, added tokens included: the embedding rows a model needs. */
+  readonly vocabSize: number;
+  private readonly hf: HFTokenizer;
+  private readonly specialIds: Partial<Record<SpecialRole, number>> = {};
+  private readonly addedContents: Set<string>;
+
+  private constructor(tokenizerJson: Record<string, unknown>, config: Record<string, unknown>, specialsMap?: Record<string, unknown>) {
+    if (!isObject(tokenizerJson.model)) throw new TokenizerError("tokenizer.json", "model", "expected an object");
+    const json = { ...tokenizerJson, added_tokens: mergeAddedTokens(tokenizerJson.added_tokens, config.added_tokens_decoder) };
+    try {
+      this.hf = new HFTokenizer(json, config);
+    } catch (err) {
+      throw new TokenizerError("tokenizer.json", undefined, `cannot build tokenizer: ${(err as Error).message}`, { cause: err });
+    }
+    this.tokenizerJson = json;
+    this.config = config;
+    this.addedContents = new Set(json.added_tokens.map((t) => t.content));
+    let maxId = -1;
+    for (const id of this.hf.get_vocab(true).values()) if (id > maxId) maxId = id;
+    this.vocabSize = maxId + 1;
+    const model = tokenizerJson.model as Record<string, unknown>;
+    const modelUnk = typeof model.unk_token === "string" ? model.unk_token : undefined;
+    const { tokens, source, defaulted } = resolveSpecials(config, specialsMap, modelUnk);
+    this.specialTokens = tokens;
+    for (const role of SPECIAL_ROLES) {
+      const t = tokens[role];
+      if (t === undefined) continue;
+      const id = this.hf.token_to_id(t);
+      if (id !== undefined) this.specialIds[role] = id;
+      else if (!defaulted.has(role)) {
+        throw new TokenizerError(source[role]!, role, `token ${JSON.stringify(t)} is not in the vocabulary`);
+      }
+    }
+  }
+
+  /**
+   * Builds a tokenizer from parsed tokenizer.json and tokenizer_config.json objects.
+   *
+   * @example
+   * ```ts
+   * const tok = Tokenizer.fromJSON(trainByteLevelBPE(texts, { vocabSize: 1000 }), { eos_token: "<|endoftext|>" });
+   * ```
+   */
+  static fromJSON(tokenizerJson: unknown, tokenizerConfig: unknown = {}, specialTokensMap?: unknown): Tokenizer {
+    if (!isObject(tokenizerJson)) throw new TokenizerError("tokenizer.json", undefined, "expected a JSON object");
+    if (!isObject(tokenizerConfig)) throw new TokenizerError("tokenizer_config.json", undefined, "expected a JSON object");
+    if (specialTokensMap !== undefined && !isObject(specialTokensMap)) {
+      throw new TokenizerError("special_tokens_map.json", undefined, "expected a JSON object");
+    }
+    return new Tokenizer(tokenizerJson, tokenizerConfig, specialTokensMap);
+  }
+
+  /**
+   * Loads `tokenizer.json` (required), `tokenizer_config.json`, `special_tokens_map.json` and
+   * `chat_template.jinja` (all optional; the .jinja file wins over `chat_template` in the config,
+   * as in transformers) from a model directory.
+   */
+  static async fromDir(dir: string): Promise<Tokenizer> {
+    const tokPath = join(dir, "tokenizer.json");
+    if (!existsSync(tokPath)) {
+      throw new TokenizerError(tokPath, undefined, "not found (only fast tokenizers, i.e. tokenizer.json, are supported)");
+    }
+    const tokenizerJson = await readJsonFile(tokPath);
+    const cfgPath = join(dir, "tokenizer_config.json");
+    const config = existsSync(cfgPath) ? await readJsonFile(cfgPath, { maxBytes: 16 << 20 }) : {};
+    if (!isObject(config)) throw new TokenizerError(cfgPath, undefined, "expected a JSON object");
+    const mapPath = join(dir, "special_tokens_map.json");
+    const specials = existsSync(mapPath) ? await readJsonFile(mapPath, { maxBytes: 1 << 20 }) : undefined;
+    const jinjaPath = join(dir, "chat_template.jinja");
+    const cfg = existsSync(jinjaPath) ? { ...config, chat_template: await readFile(jinjaPath, "utf8") } : config;
+    try {
+      return Tokenizer.fromJSON(tokenizerJson, cfg, specials);
+    } catch (err) {
+      // Errors name the bare file; re-issue them with the full path.
+      if (err instanceof TokenizerError && KNOWN_FILES.has(err.file)) {
+        throw new TokenizerError(join(dir, err.file), err.key, err.detail, { cause: err });
+      }
+      throw err;
+    }
+  }
+
+  /** Id of `bos_token`, if the tokenizer has one. */
+  get bosTokenId(): number | undefined {
+    return this.specialIds.bos_token;
+  }
+  /** Id of `eos_token`, if the tokenizer has one. */
+  get eosTokenId(): number | undefined {
+    return this.specialIds.eos_token;
+  }
+  /** Id of `pad_token`; `undefined` when unset (transformers has no fallback; trainers often use eos). */
+  get padTokenId(): number | undefined {
+    return this.specialIds.pad_token;
+  }
+  /** Id of `unk_token`, if any. */
+  get unkTokenId(): number | undefined {
+    return this.specialIds.unk_token;
+  }
+  /** Id of any special role (`sep_token`, `cls_token`, `mask_token`, ...). */
+  specialTokenId(role: SpecialRole): number | undefined {
+    return this.specialIds[role];
+  }
+
+  /** `model_max_length` from tokenizer_config.json, or undefined when absent or "unlimited". */
+  get modelMaxLength(): number | undefined {
+    const v = this.config.model_max_length;
+    return typeof v === "number" && Number.isSafeInteger(v) && v > 0 && v < NO_MAX_LENGTH ? v : undefined;
+  }
+
+  /** The id of a token string, or undefined. */
+  tokenToId(token: string): number | undefined {
+    return this.hf.token_to_id(token);
+  }
+
+  /** The token string of an id, or undefined. */
+  idToToken(id: number): string | undefined {
+    return this.hf.id_to_token(id);
+  }
+
+  /**
+   * Encodes one text (or a pair).
+   *
+   * @example
+   * ```ts
+   * tok.encode("Hello world", { truncation: true, maxLength: 8 }).ids;
+   * ```
+   */
+  encode(text: string, options: EncodeOptions = {}): Encoding {
+    const add = options.addSpecialTokens ?? true;
+    const pair = options.textPair;
+    let t1 = this.hf.tokenize(text, { add_special_tokens: false });
+    let t2 = pair === undefined ? null : this.hf.tokenize(pair, { add_special_tokens: false });
+    let o1 = this.offsetsOf(text, t1);
+    let o2 = pair === undefined || t2 === null ? undefined : this.offsetsOf(pair, t2);
+    if (options.truncation) {
+      const budget = this.truncationBudget(options, add, t2 !== null);
+      [t1, t2, o1, o2] = this.truncate(t1, t2, o1, o2, budget, options.truncation);
+    }
+    return this.postProcess(t1, t2, o1, o2, add);
+  }
+
+  /**
+   * Encodes several texts, optionally padding them to one length (with `pad_token`, on the side
+   * given by `padding_side` in tokenizer_config.json, default right).
+   */
+  encodeBatch(texts: string[], options: BatchEncodeOptions = {}): Encoding[] {
+    const { textPairs, padding, ...rest } = options;
+    if (textPairs && textPairs.length !== texts.length) {
+      throw new TokenizerError("input", "textPairs", `has ${textPairs.length} entries for ${texts.length} texts`);
+    }
+    const out = texts.map((t, i) => this.encode(t, { ...rest, ...(textPairs ? { textPair: textPairs[i]! } : {}) }));
+    if (!padding) return out;
+    let target = Math.max(0, ...out.map((e) => e.ids.length));
+    if (padding === "max_length") {
+      if (options.maxLength === undefined) throw new TokenizerError("input", "maxLength", 'is required with padding: "max_length"');
+      target = options.maxLength;
+    }
+    const padId = this.padTokenId;
+    if (padId === undefined) {
+      throw new TokenizerError("tokenizer_config.json", "pad_token", "is not set; set one (often the eos token) to pad batches");
+    }
+    const left = this.config.padding_side === "left";
+    return out.map((e) => padEncoding(e, target, padId, this.idToToken(padId)!, left));
+  }
+
+  /**
+   * Decodes ids back to text. Special-token spaces are not "cleaned up" unless
+   * `clean_up_tokenization_spaces` is true in the config or the option says so.
+   */
+  decode(ids: readonly number[], options: { skipSpecialTokens?: boolean; cleanUpTokenizationSpaces?: boolean } = {}): string {
+    for (const [i, id] of ids.entries()) {
+      if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) {
+        throw new TokenizerError("input", `ids[${i}]`, `${id} is not a token id in [0, ${this.vocabSize})`);
+      }
+    }
+    if (ids.length === 0) return "";
+    return this.hf.decode([...ids], {
+      skip_special_tokens: options.skipSpecialTokens ?? false,
+      clean_up_tokenization_spaces: options.cleanUpTokenizationSpaces ?? this.config.clean_up_tokenization_spaces === true,
+    });
+  }
+
+  /**
+   * Renders a conversation with the tokenizer's chat template. The template sees `messages`,
+   * `add_generation_prompt`, `tools`, the special tokens (`bos_token`, `eos_token`, ...) and
+   * `extra`, as in transformers' `apply_chat_template(tokenize=False)`.
+   */
+  applyChatTemplate(messages: ChatMessage[], options: ChatTemplateOptions = {}): string {
+    const source = selectTemplate(this.config.chat_template, "tokenizer_config.json", options.templateName, !!options.tools);
+    return renderTemplate(source, this.templateContext(messages, options), "tokenizer_config.json");
+  }
+
+  /**
+   * Renders and tokenizes a conversation and marks the tokens of assistant turns (see
+   * `chat-template.ts` for how). No special tokens are added beyond what the template writes,
+   * as in transformers. With `maxLength`, ids and mask are cut from the right.
+   *
+   * @example
+   * ```ts
+   * const { ids, assistantMask } = tok.applyChatTemplateWithMask(messages);
+   * const labels = ids.map((id, i) => (assistantMask[i] ? id : -100));
+   * ```
+   */
+  applyChatTemplateWithMask(messages: ChatMessage[], options: Omit<ChatTemplateOptions, "addGenerationPrompt"> & { maxLength?: number } = {}): ChatEncoding {
+    const render = (msgs: ChatMessage[], addGenerationPrompt: boolean) => this.applyChatTemplate(msgs, { ...options, addGenerationPrompt });
+    const text = render(messages, false);
+    const encode = (s: string) => this.encode(s, { addSpecialTokens: false }).ids;
+    let ids = encode(text);
+    const spans = assistantSpans(messages, text, render, this.specialTokens.eos_token);
+    let assistantMask = spansToTokenMask(text, ids, spans, encode);
+    if (options.maxLength !== undefined && ids.length > options.maxLength) {
+      ids = ids.slice(0, options.maxLength);
+      assistantMask = assistantMask.slice(0, options.maxLength);
+    }
+    return { text, ids, attentionMask: ids.map(() => 1), assistantMask };
+  }
+
+  /**
+   * Writes `tokenizer.json` and `tokenizer_config.json` into `dir` (created if needed), each
+   * through a temporary name and a rename so a crash never leaves half a file.
+   */
+  async save(dir: string): Promise<void> {
+    await mkdir(dir, { recursive: true });
+    const write = async (name: string, value: unknown) => {
+      const path = join(dir, name);
+      await writeFile(`${path}.tmp`, `${JSON.stringify(value, null, 2)}\n`);
+      await rename(`${path}.tmp`, path);
+    };
+    await write("tokenizer.json", this.tokenizerJson);
+    await write("tokenizer_config.json", this.config);
+  }
+
+  private templateContext(messages: ChatMessage[], options: ChatTemplateOptions): Record<string, unknown> {
+    const ctx: Record<string, unknown> = { ...this.specialTokens };
+    if (Array.isArray(this.config.additional_special_tokens)) ctx.additional_special_tokens = this.config.additional_special_tokens;
+    Object.assign(ctx, options.extra ?? {});
+    ctx.messages = messages;
+    ctx.add_generation_prompt = options.addGenerationPrompt ?? false;
+    if (options.tools) ctx.tools = options.tools;
+    return ctx;
+  }
+
+  /** Number of tokens left for text once the post-processor's special tokens are counted. */
+  private truncationBudget(options: EncodeOptions, add: boolean, isPair: boolean): number {
+    const maxLength = options.maxLength ?? this.modelMaxLength;
+    if (maxLength === undefined || !Number.isSafeInteger(maxLength) || maxLength < 0) {
+      throw new TokenizerError("input", "maxLength", "truncation needs a non-negative integer maxLength (or model_max_length in tokenizer_config.json)");
+    }
+    const specials = this.runPostProcessor([], isPair ? [] : null, add).tokens.length;
+    if (maxLength < specials) throw new TokenizerError("input", "maxLength", `${maxLength} is less than the ${specials} special tokens added`);
+    return maxLength - specials;
+  }
+
+  private truncate(
+    t1: string[],
+    t2: string[] | null,
+    o1: [number, number][] | undefined,
+    o2: [number, number][] | undefined,
+    budget: number,
+    strategy: Truncation,
+  ): [string[], string[] | null, [number, number][] | undefined, [number, number][] | undefined] {
+    let n1 = t1.length;
+    let n2 = t2?.length ?? 0;
+    if (n1 + n2 > budget) {
+      const mode = strategy === true ? "longest_first" : strategy;
+      if (mode === "only_first" || t2 === null) n1 = Math.max(0, budget - n2);
+      else if (mode === "only_second") n2 = Math.max(0, budget - n1);
+      else {
+        while (n1 + n2 > budget) {
+          if (n1 > n2) n1--;
+          else n2--;
+        }
+      }
+      if (n1 + n2 > budget) throw new TokenizerError("input", "truncation", `${mode} cannot fit the pair into ${budget} tokens`);
+    }
+    const left = this.config.truncation_side === "left";
+    const cut = <T>(a: T[] | undefined, n: number) => (a === undefined ? undefined : left ? a.slice(a.length - n) : a.slice(0, n));
+    return [cut(t1, n1)!, t2 === null ? null : cut(t2, n2)!, cut(o1, n1), cut(o2, n2)];
+  }
+
+  /** Runs the post-processor, working around `ByteLevel` returning the pair unmerged. */
+  private runPostProcessor(t1: string[], t2: string[] | null, add: boolean): { tokens: string[]; typeIds?: number[] } {
+    const pp = this.hf.post_processor as unknown as
+      | ((a: string[], b: string[] | null, add: boolean) => { tokens: string[]; tokens_pair?: string[] | null; token_type_ids?: number[] })
+      | null;
+    if (!pp) {
+      return { tokens: [...t1, ...(t2 ?? [])], ...(t2 ? { typeIds: [...t1.map(() => 0), ...t2.map(() => 1)] } : {}) };
+    }
+    const r = pp(t1, t2, add);
+    if (r.tokens_pair) {
+      return { tokens: [...r.tokens, ...r.tokens_pair], typeIds: [...r.tokens.map(() => 0), ...r.tokens_pair.map(() => 1)] };
+    }
+    const typeIds = r.token_type_ids?.map((x) => x ?? 0);
+    return { tokens: r.tokens, ...(typeIds ? { typeIds } : {}) };
+  }
+
+  /**
+   * Applies the post-processor to sentinel stand-ins for the text tokens, so each output position
+   * is known to be text token i of sequence A/B or an inserted special token.
+   */
+  private postProcess(
+    t1: string[],
+    t2: string[] | null,
+    o1: [number, number][] | undefined,
+    o2: [number, number][] | undefined,
+    add: boolean,
+  ): Encoding {
+    const s1 = t1.map((_, i) => `\u0000A${i}`);
+    const s2 = t2 === null ? null : t2.map((_, i) => `\u0000B${i}`);
+    const { tokens: laid, typeIds } = this.runPostProcessor(s1, s2, add);
+    const tokens: string[] = [];
+    const offsets: [number, number][] = [];
+    const withOffsets = o1 !== undefined && (t2 === null || o2 !== undefined);
+    for (const s of laid) {
+      if (s.startsWith("\u0000A")) {
+        const i = Number(s.slice(2));
+        tokens.push(t1[i]!);
+        if (withOffsets) offsets.push(o1![i]!);
+      } else if (s.startsWith("\u0000B")) {
+        const i = Number(s.slice(2));
+        tokens.push(t2![i]!);
+        if (withOffsets) offsets.push(o2![i]!);
+      } else {
+        tokens.push(s);
+        if (withOffsets) offsets.push([0, 0]);
+      }
+    }
+    const ids = tokens.map((t) => {
+      const id = this.hf.token_to_id(t) ?? this.unkTokenId;
+      if (id === undefined) throw new TokenizerError("tokenizer.json", t, "token is not in the vocabulary and there is no unk_token");
+      return id;
+    });
+    const enc: Encoding = { ids, tokens, attentionMask: ids.map(() => 1) };
+    if (typeIds && (t2 !== null || typeIds.some((x) => x !== 0))) enc.tokenTypeIds = typeIds;
+    else if (typeIds && t2 === null && this.usesTypeIds()) enc.tokenTypeIds = typeIds;
+    if (withOffsets) enc.offsets = offsets;
+    return enc;
+  }
+
+  /** BERT-style post-processors define segment ids even for single texts. */
+  private usesTypeIds(): boolean {
+    const pp = this.tokenizerJson.post_processor as { type?: string } | null | undefined;
+    return pp?.type === "BertProcessing" || pp?.type === "TemplateProcessing" || pp?.type === "RobertaProcessing";
+  }
+
+  /**
+   * Character offsets of `tokens` in `text`, when their bytes (byte-level characters, or the
+   * literal content of added tokens) concatenate to exactly the UTF-8 bytes of `text`.
+   */
+  private offsetsOf(text: string, tokens: string[]): [number, number][] | undefined {
+    const bytes = utf8.encode(text);
+    // byteToChar[b] = UTF-16 index of the character containing byte b; [bytes.length] = text.length.
+    const byteToChar = new Int32Array(bytes.length + 1);
+    let b = 0;
+    for (let c = 0; c < text.length; ) {
+      const cp = text.codePointAt(c)!;
+      const nb = cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+      for (let k = 0; k < nb; k++) byteToChar[b + k] = c;
+      b += nb;
+      c += cp > 0xffff ? 2 : 1;
+    }
+    byteToChar[bytes.length] = text.length;
+    const charEnd = (pos: number) => (pos >= bytes.length ? text.length : pos > 0 && byteToChar[pos] === byteToChar[pos - 1] ? nextChar(text, byteToChar[pos]!) : byteToChar[pos]!);
+    const out: [number, number][] = [];
+    let pos = 0;
+    for (const t of tokens) {
+      const tb = this.addedContents.has(t) ? [...utf8.encode(t)] : byteCharsToBytes(t);
+      if (!tb) return undefined;
+      for (const x of tb) if (bytes[pos++] !== x) return undefined;
+      const start = byteToChar[pos - tb.length]!;
+      out.push([start, charEnd(pos)]);
+    }
+    return pos === bytes.length ? out : undefined;
+  }
+}
+
+/** Index just past the character starting at `c`. */
+function nextChar(text: string, c: number): number {
+  return c + (text.codePointAt(c)! > 0xffff ? 2 : 1);
+}
+
+/** Pads an encoding to `target` tokens (no-op when already as long). */
+function padEncoding(e: Encoding, target: number, padId: number, padToken: string, left: boolean): Encoding {
+  const n = target - e.ids.length;
+  if (n <= 0) return e;
+  const fill = <T>(a: T[], v: T) => (left ? [...new Array<T>(n).fill(v), ...a] : [...a, ...new Array<T>(n).fill(v)]);
+  const out: Encoding = { ids: fill(e.ids, padId), tokens: fill(e.tokens, padToken), attentionMask: fill(e.attentionMask, 0) };
+  if (e.tokenTypeIds) out.tokenTypeIds = fill(e.tokenTypeIds, 0);
+  if (e.offsets) out.offsets = fill<[number, number]>(e.offsets, [0, 0]);
+  return out;
+}
+
+/** tokenizer.json `added_tokens` plus any `added_tokens_decoder` entries it lacks (by id). */
+function mergeAddedTokens(added: unknown, decoder: unknown): { id: number; content: string; special?: boolean }[] {
+  if (added !== undefined && added !== null && !Array.isArray(added)) throw new TokenizerError("tokenizer.json", "added_tokens", "expected an array");
+  const list = ((added as unknown[] | undefined) ?? []).map((t, i) => {
+    const e = t as { id?: unknown; content?: unknown };
+    if (!isObject(t) || !Number.isSafeInteger(e.id) || (e.id as number) < 0 || typeof e.content !== "string") {
+      throw new TokenizerError("tokenizer.json", `added_tokens[${i}]`, "expected {id: non-negative integer, content: string}");
+    }
+    return t as { id: number; content: string; special?: boolean };
+  });
+  if (decoder === undefined || decoder === null) return list;
+  if (!isObject(decoder)) throw new TokenizerError("tokenizer_config.json", "added_tokens_decoder", "expected an object of id -> token");
+  const have = new Set(list.map((t) => t.id));
+  for (const [k, v] of Object.entries(decoder)) {
+    const id = Number(k);
+    if (!/^\d+$/.test(k) || !isObject(v) || typeof v.content !== "string") {
+      throw new TokenizerError("tokenizer_config.json", `added_tokens_decoder.${k}`, "expected a numeric id key and {content: string}");
+    }
+    if (!have.has(id)) list.push({ single_word: false, lstrip: false, rstrip: false, normalized: false, special: false, ...v, id } as never);
+  }
+  return list;
+}
