@@ -18,7 +18,7 @@ import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { copyFile, mkdir, open, readFile, rename, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { dirname, join, relative } from "node:path";
-import { HubApiError, getHFHubCachePath, listFiles, modelInfo } from "@huggingface/hub";
+import { getHFHubCachePath, HubApiError, listFiles, modelInfo } from "@huggingface/hub";
 import { HubError } from "./errors.ts";
 
 /** Files fetched from a model repo by default (top level only), whichever exist. */
@@ -83,7 +83,10 @@ export function parseHubSpec(spec: string): { repo: string; revision: string } |
   const repo = at < 0 ? body : body.slice(0, at);
   const revision = at < 0 ? "main" : body.slice(at + 1);
   const parts = repo.split("/");
-  if (parts.length > 2 || !parts.every((p) => NAME_RE.test(p) && !p.includes("--") && !p.includes("..") && !p.endsWith(".git"))) {
+  if (
+    parts.length > 2 ||
+    !parts.every((p) => NAME_RE.test(p) && !p.includes("--") && !p.includes("..") && !p.endsWith(".git"))
+  ) {
     throw new HubError(repo || spec, "bad_repo_id", `"${spec}" is not hf:owner/name[@revision]`);
   }
   const segs = revision.split("/");
@@ -129,7 +132,11 @@ export async function resolveModelPath(pathOrId: string, opts: ResolveOptions = 
   if (offline) {
     const cached = await cachedSnapshot(folder, revision);
     if (cached) return cached;
-    throw new HubError(repo, "not_cached", `offline (HF_HUB_OFFLINE) and revision "${revision}" is not in the cache ${folder}`);
+    throw new HubError(
+      repo,
+      "not_cached",
+      `offline (HF_HUB_OFFLINE) and revision "${revision}" is not in the cache ${folder}`,
+    );
   }
   const token = opts.token ?? process.env.HF_TOKEN ?? process.env.HUGGING_FACE_HUB_TOKEN;
   const ctx: Ctx = { repo, hubUrl, folder, fetch: authFetch(opts.fetch ?? fetch, token), hasToken: !!token };
@@ -142,7 +149,12 @@ export async function resolveModelPath(pathOrId: string, opts: ResolveOptions = 
     if (!isNetworkFailure(e)) throw toHubError(ctx, revision, e);
     const cached = await cachedSnapshot(folder, revision);
     if (cached) return cached;
-    throw new HubError(repo, "not_cached", `cannot reach ${hubUrl} (${describe(e)}) and revision "${revision}" is not in the cache ${folder}`, { cause: e });
+    throw new HubError(
+      repo,
+      "not_cached",
+      `cannot reach ${hubUrl} (${describe(e)}) and revision "${revision}" is not in the cache ${folder}`,
+      { cause: e },
+    );
   }
   await downloadAll(ctx, commit, files, opts.onProgress ?? (process.stderr.isTTY ? ttyProgress() : undefined));
   // Written last, so a ref only ever points at a complete snapshot.
@@ -195,7 +207,13 @@ function authFetch(base: typeof fetch, token: string | undefined): typeof fetch 
 
 /** Commit hash for `revision` and the wanted top-level files, validated. */
 async function listRemote(ctx: Ctx, revision: string, include: (p: string) => boolean) {
-  const info = await modelInfo({ name: ctx.repo, revision, hubUrl: ctx.hubUrl, fetch: ctx.fetch, additionalFields: ["sha"] });
+  const info = await modelInfo({
+    name: ctx.repo,
+    revision,
+    hubUrl: ctx.hubUrl,
+    fetch: ctx.fetch,
+    additionalFields: ["sha"],
+  });
   const commit = (info as { sha?: unknown }).sha;
   if (typeof commit !== "string" || !COMMIT_RE.test(commit)) {
     throw new HubError(ctx.repo, "bad_response", `hub returned no commit hash for revision "${revision}"`);
@@ -213,7 +231,12 @@ async function listRemote(ctx: Ctx, revision: string, include: (p: string) => bo
     if (!ETAG_RE.test(etag) || !Number.isSafeInteger(size) || size < 0) {
       throw new HubError(ctx.repo, "bad_response", `bad oid or size for ${e.path} from the hub`);
     }
-    files.push({ path: e.path, size, etag, hash: e.lfs ? (etag.length === 64 ? "sha256" : null) : etag.length === 40 ? "git-sha1" : null });
+    files.push({
+      path: e.path,
+      size,
+      etag,
+      hash: e.lfs ? (etag.length === 64 ? "sha256" : null) : etag.length === 40 ? "git-sha1" : null,
+    });
   }
   return { commit, files };
 }
@@ -282,7 +305,11 @@ async function downloadBlob(ctx: Ctx, f: RemoteFile, url: string, blob: string, 
   }
   if (f.hash && (await hashFile(part, f.hash, f.size)) !== f.etag) {
     await rm(part, { force: true });
-    throw new HubError(ctx.repo, "checksum_mismatch", `${f.path}: content does not match the hub's ${f.hash} ${f.etag}`);
+    throw new HubError(
+      ctx.repo,
+      "checksum_mismatch",
+      `${f.path}: content does not match the hub's ${f.hash} ${f.etag}`,
+    );
   }
   await rename(part, blob);
 }
@@ -317,10 +344,20 @@ function toHubError(ctx: Ctx, revision: string, e: unknown): Error {
     const s = e.statusCode;
     if (s === 404 || (s === 401 && !ctx.hasToken)) {
       const hint = s === 401 ? " (if it is private or gated, set HF_TOKEN)" : "";
-      return new HubError(ctx.repo, "repo_not_found", `repository or revision "${revision}" not found on ${ctx.hubUrl}${hint}: ${e.message}`, { cause: e });
+      return new HubError(
+        ctx.repo,
+        "repo_not_found",
+        `repository or revision "${revision}" not found on ${ctx.hubUrl}${hint}: ${e.message}`,
+        { cause: e },
+      );
     }
     if (s === 401 || s === 403) {
-      return new HubError(ctx.repo, "unauthorized", `access denied on ${ctx.hubUrl} (gated or private; check HF_TOKEN): ${e.message}`, { cause: e });
+      return new HubError(
+        ctx.repo,
+        "unauthorized",
+        `access denied on ${ctx.hubUrl} (gated or private; check HF_TOKEN): ${e.message}`,
+        { cause: e },
+      );
     }
   }
   return new HubError(ctx.repo, "bad_response", `hub request failed: ${describe(e)}`, { cause: e });

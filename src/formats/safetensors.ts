@@ -9,7 +9,7 @@
  * and every rejection is a {@link SafetensorsError} naming the file and the reason.
  */
 import { randomBytes } from "node:crypto";
-import { open, readFile, readdir, realpath, rename, stat, unlink } from "node:fs/promises";
+import { open, readdir, readFile, realpath, rename, stat, unlink } from "node:fs/promises";
 import { basename, dirname, isAbsolute, join, relative, sep } from "node:path";
 import { SafetensorsError, type SafetensorsErrorCode } from "./errors.ts";
 
@@ -42,7 +42,16 @@ export interface SafetensorsHeader {
 
 /** Bytes per element. */
 export const DTYPE_SIZE: Readonly<Record<StDtype, number>> = {
-  F64: 8, I64: 8, F32: 4, I32: 4, F16: 2, BF16: 2, I16: 2, I8: 1, U8: 1, BOOL: 1,
+  F64: 8,
+  I64: 8,
+  F32: 4,
+  I32: 4,
+  F16: 2,
+  BF16: 2,
+  I16: 2,
+  I8: 1,
+  U8: 1,
+  BOOL: 1,
 };
 
 /**
@@ -51,7 +60,16 @@ export const DTYPE_SIZE: Readonly<Record<StDtype, number>> = {
  * padded to 8 bytes this keeps every tensor aligned to its element size.
  */
 const DTYPE_RANK: Readonly<Record<StDtype, number>> = {
-  BOOL: 0, U8: 1, I8: 2, I16: 5, F16: 7, BF16: 8, I32: 9, F32: 11, F64: 12, I64: 13,
+  BOOL: 0,
+  U8: 1,
+  I8: 2,
+  I16: 5,
+  F16: 7,
+  BF16: 8,
+  I32: 9,
+  F32: 11,
+  F64: 12,
+  I64: 13,
 };
 
 /** Header cap, as in the reference implementation. */
@@ -106,7 +124,8 @@ function parseHeader(bytes: Uint8Array, dataLen: number, file: string): Omit<Saf
     // The reviver sees every key at every depth; refusing the prototype keys here means they never
     // reach an object we later copy from.
     json = JSON.parse(text, (key, value) => {
-      if (FORBIDDEN_KEYS.has(key)) throw new SafetensorsError(file, "proto_key", `header uses the forbidden key "${key}"`);
+      if (FORBIDDEN_KEYS.has(key))
+        throw new SafetensorsError(file, "proto_key", `header uses the forbidden key "${key}"`);
       return value;
     });
   } catch (e) {
@@ -127,7 +146,8 @@ function parseHeader(bytes: Uint8Array, dataLen: number, file: string): Omit<Saf
       continue;
     }
     if (!isPlainObject(entry)) fail(file, "not_object", `tensor "${name}": entry must be an object`);
-    for (const k of Object.keys(entry)) if (!ENTRY_KEYS.has(k)) fail(file, "bad_entry", `tensor "${name}": unexpected key "${k}"`);
+    for (const k of Object.keys(entry))
+      if (!ENTRY_KEYS.has(k)) fail(file, "bad_entry", `tensor "${name}": unexpected key "${k}"`);
     const { dtype, shape, data_offsets: offs } = entry;
     if (dtype === undefined || shape === undefined || offs === undefined) {
       fail(file, "bad_entry", `tensor "${name}": needs dtype, shape and data_offsets`);
@@ -142,9 +162,18 @@ function parseHeader(bytes: Uint8Array, dataLen: number, file: string): Omit<Saf
     const [begin, end] = offs as [number, number];
     if (begin > end) fail(file, "bad_offsets", `tensor "${name}": data_offsets begin ${begin} > end ${end}`);
     if (end - begin !== size) {
-      fail(file, "size_mismatch", `tensor "${name}": ${end - begin} bytes for ${dtype} ${JSON.stringify(shape)} (needs ${size})`);
+      fail(
+        file,
+        "size_mismatch",
+        `tensor "${name}": ${end - begin} bytes for ${dtype} ${JSON.stringify(shape)} (needs ${size})`,
+      );
     }
-    if (end > dataLen) fail(file, "out_of_bounds", `tensor "${name}": data_offsets [${begin}, ${end}] past the data section (${dataLen} bytes)`);
+    if (end > dataLen)
+      fail(
+        file,
+        "out_of_bounds",
+        `tensor "${name}": data_offsets [${begin}, ${end}] past the data section (${dataLen} bytes)`,
+      );
     tensors.set(name, { dtype: dtype as StDtype, shape: [...(shape as number[])], dataOffsets: [begin, end] });
   }
   checkCoverage(tensors, dataLen, file);
@@ -153,12 +182,20 @@ function parseHeader(bytes: Uint8Array, dataLen: number, file: string): Omit<Saf
 
 /** Sorted by offset, the tensors must tile the data section exactly. */
 function checkCoverage(tensors: SafetensorsHeader["tensors"], dataLen: number, file: string): void {
-  const spans = [...tensors].sort((a, b) => a[1].dataOffsets[0] - b[1].dataOffsets[0] || a[1].dataOffsets[1] - b[1].dataOffsets[1]);
+  const spans = [...tensors].sort(
+    (a, b) => a[1].dataOffsets[0] - b[1].dataOffsets[0] || a[1].dataOffsets[1] - b[1].dataOffsets[1],
+  );
   let pos = 0;
   let prev = "";
-  for (const [name, { dataOffsets: [begin, end] }] of spans) {
+  for (const [
+    name,
+    {
+      dataOffsets: [begin, end],
+    },
+  ] of spans) {
     if (begin < pos) fail(file, "overlap", `tensor "${name}" [${begin}, ${end}] overlaps "${prev}" (ends at ${pos})`);
-    if (begin > pos) fail(file, "gap", `bytes ${pos}..${begin} of the data section belong to no tensor (before "${name}")`);
+    if (begin > pos)
+      fail(file, "gap", `bytes ${pos}..${begin} of the data section belong to no tensor (before "${name}")`);
     pos = end;
     prev = name;
   }
@@ -169,8 +206,10 @@ function checkCoverage(tensors: SafetensorsHeader["tensors"], dataLen: number, f
 function headerLength(prefix: Uint8Array, fileSize: number, file: string): number {
   if (fileSize < 8) fail(file, "truncated", `file is ${fileSize} bytes, shorter than the 8-byte header length`);
   const n = new DataView(prefix.buffer, prefix.byteOffset, 8).getBigUint64(0, true);
-  if (n > BigInt(MAX_HEADER_BYTES)) fail(file, "header_too_large", `header length ${n} exceeds the ${MAX_HEADER_BYTES}-byte cap`);
-  if (Number(n) > fileSize - 8) fail(file, "truncated", `header length ${n} runs past the end of the ${fileSize}-byte file`);
+  if (n > BigInt(MAX_HEADER_BYTES))
+    fail(file, "header_too_large", `header length ${n} exceeds the ${MAX_HEADER_BYTES}-byte cap`);
+  if (Number(n) > fileSize - 8)
+    fail(file, "truncated", `header length ${n} runs past the end of the ${fileSize}-byte file`);
   return Number(n);
 }
 
@@ -188,7 +227,14 @@ export function parseSafetensors(buf: Uint8Array, file: string): SafetensorsFile
   const dataStart = 8 + n;
   const header = parseHeader(buf.subarray(8, dataStart), buf.byteLength - dataStart, file);
   const tensors = new Map<string, RawTensor>();
-  for (const [name, { dtype, shape, dataOffsets: [b, e] }] of header.tensors) {
+  for (const [
+    name,
+    {
+      dtype,
+      shape,
+      dataOffsets: [b, e],
+    },
+  ] of header.tensors) {
     // A plain Uint8Array view (not a Buffer slice) so callers see one type whatever `buf` was.
     tensors.set(name, { dtype, shape, data: new Uint8Array(buf.buffer, buf.byteOffset + dataStart + b, e - b) });
   }
@@ -247,22 +293,31 @@ export async function readSafetensorsHeader(path: string): Promise<SafetensorsHe
 
 /** Validate a tensor about to be written; returns its byte size. */
 function checkWritable(file: string, name: string, t: RawTensor): number {
-  if (name === "" || name === "__metadata__" || FORBIDDEN_KEYS.has(name)) fail(file, "bad_name", `cannot write a tensor named "${name}"`);
-  if (!Object.hasOwn(DTYPE_SIZE, t.dtype)) fail(file, "bad_dtype", `tensor "${name}": unsupported dtype ${JSON.stringify(t.dtype)}`);
+  if (name === "" || name === "__metadata__" || FORBIDDEN_KEYS.has(name))
+    fail(file, "bad_name", `cannot write a tensor named "${name}"`);
+  if (!Object.hasOwn(DTYPE_SIZE, t.dtype))
+    fail(file, "bad_dtype", `tensor "${name}": unsupported dtype ${JSON.stringify(t.dtype)}`);
   const size = byteSize(file, name, t.dtype, t.shape);
   if (t.data.byteLength !== size) {
-    fail(file, "size_mismatch", `tensor "${name}": ${t.data.byteLength} bytes for ${t.dtype} ${JSON.stringify(t.shape)} (needs ${size})`);
+    fail(
+      file,
+      "size_mismatch",
+      `tensor "${name}": ${t.data.byteLength} bytes for ${t.dtype} ${JSON.stringify(t.shape)} (needs ${size})`,
+    );
   }
   return size;
 }
 
 /** Build the padded header bytes and the write order, as the reference implementation does. */
 function layout(file: string, tensors: Iterable<[string, RawTensor]>, metadata?: Record<string, string>) {
-  const entries = [...tensors].sort(([an, a], [bn, b]) => DTYPE_RANK[b.dtype] - DTYPE_RANK[a.dtype] || (an < bn ? -1 : an > bn ? 1 : 0));
+  const entries = [...tensors].sort(
+    ([an, a], [bn, b]) => DTYPE_RANK[b.dtype] - DTYPE_RANK[a.dtype] || (an < bn ? -1 : an > bn ? 1 : 0),
+  );
   const parts: string[] = [];
   if (metadata && Object.keys(metadata).length > 0) {
     for (const [k, v] of Object.entries(metadata)) {
-      if (typeof v !== "string" || FORBIDDEN_KEYS.has(k)) fail(file, "bad_metadata", `__metadata__["${k}"] must be a string under an ordinary key`);
+      if (typeof v !== "string" || FORBIDDEN_KEYS.has(k))
+        fail(file, "bad_metadata", `__metadata__["${k}"] must be a string under an ordinary key`);
     }
     parts.push(`"__metadata__":${JSON.stringify(metadata)}`);
   }
@@ -270,7 +325,9 @@ function layout(file: string, tensors: Iterable<[string, RawTensor]>, metadata?:
   for (const [name, t] of entries) {
     const size = checkWritable(file, name, t);
     // Built by hand: JSON.stringify of an object would move integer-like names ("0") first.
-    parts.push(`${JSON.stringify(name)}:{"dtype":"${t.dtype}","shape":${JSON.stringify(t.shape)},"data_offsets":[${offset},${offset + size}]}`);
+    parts.push(
+      `${JSON.stringify(name)}:{"dtype":"${t.dtype}","shape":${JSON.stringify(t.shape)},"data_offsets":[${offset},${offset + size}]}`,
+    );
     offset += size;
   }
   const json = Buffer.from(`{${parts.join(",")}}`, "utf8");
@@ -335,10 +392,26 @@ export async function writeSafetensors(
 // Typed views and float conversions
 // ---------------------------------------------------------------------------------------------
 
-type TypedView = Float32Array | Float64Array | Int32Array | BigInt64Array | Uint16Array | Int16Array | Int8Array | Uint8Array;
+type TypedView =
+  | Float32Array
+  | Float64Array
+  | Int32Array
+  | BigInt64Array
+  | Uint16Array
+  | Int16Array
+  | Int8Array
+  | Uint8Array;
 const VIEW_CTOR = {
-  F32: Float32Array, F64: Float64Array, I64: BigInt64Array, I32: Int32Array, I16: Int16Array,
-  F16: Uint16Array, BF16: Uint16Array, I8: Int8Array, U8: Uint8Array, BOOL: Uint8Array,
+  F32: Float32Array,
+  F64: Float64Array,
+  I64: BigInt64Array,
+  I32: Int32Array,
+  I16: Int16Array,
+  F16: Uint16Array,
+  BF16: Uint16Array,
+  I8: Int8Array,
+  U8: Uint8Array,
+  BOOL: Uint8Array,
 } as const;
 
 /**
@@ -457,7 +530,11 @@ function f32BitsToBf16(b: number): number {
 export function fromFloat32(data: Float32Array, dtype: "F32" | "F16" | "BF16", shape: number[]): RawTensor {
   const n = checkedNumel(shape);
   if (typeof n !== "number" || n !== data.length) {
-    throw new SafetensorsError("<memory>", "size_mismatch", `${data.length} values do not fill shape ${JSON.stringify(shape)}`);
+    throw new SafetensorsError(
+      "<memory>",
+      "size_mismatch",
+      `${data.length} values do not fill shape ${JSON.stringify(shape)}`,
+    );
   }
   if (dtype === "F32") return { dtype, shape: [...shape], data: new Uint8Array(data.slice().buffer) };
   const bits = new Uint32Array(data.buffer, data.byteOffset, data.length);
@@ -490,7 +567,11 @@ export interface SafetensorsIndex {
 function checkShardName(file: string, name: string): void {
   const segments = name.split(/[\\/]/);
   if (
-    name === "" || name.includes("\0") || isAbsolute(name) || /^[a-zA-Z]:/.test(name) || name.startsWith("\\") ||
+    name === "" ||
+    name.includes("\0") ||
+    isAbsolute(name) ||
+    /^[a-zA-Z]:/.test(name) ||
+    name.startsWith("\\") ||
     segments.some((s) => s === ".." || s === "." || s === "")
   ) {
     fail(file, "path_escape", `shard path ${JSON.stringify(name)} must be a plain relative name inside the folder`);
@@ -520,15 +601,18 @@ export async function readSafetensorsIndex(dir: string): Promise<SafetensorsInde
   let json: unknown;
   try {
     json = JSON.parse(text, (key, value) => {
-      if (FORBIDDEN_KEYS.has(key)) throw new SafetensorsError(file, "proto_key", `index uses the forbidden key "${key}"`);
+      if (FORBIDDEN_KEYS.has(key))
+        throw new SafetensorsError(file, "proto_key", `index uses the forbidden key "${key}"`);
       return value;
     });
   } catch (e) {
     if (e instanceof SafetensorsError) throw e;
     fail(file, "bad_json", `index is not valid JSON (${(e as Error).message})`, e);
   }
-  if (!isPlainObject(json) || !isPlainObject(json.weight_map)) fail(file, "bad_index", "index needs a weight_map object");
-  if (json.metadata !== undefined && !isPlainObject(json.metadata)) fail(file, "bad_index", "index metadata must be an object");
+  if (!isPlainObject(json) || !isPlainObject(json.weight_map))
+    fail(file, "bad_index", "index needs a weight_map object");
+  if (json.metadata !== undefined && !isPlainObject(json.metadata))
+    fail(file, "bad_index", "index metadata must be an object");
 
   const weightMap = new Map<string, string>();
   for (const [tensor, shard] of Object.entries(json.weight_map)) {
@@ -555,7 +639,10 @@ export async function readSafetensorsIndex(dir: string): Promise<SafetensorsInde
 }
 
 async function exists(path: string): Promise<boolean> {
-  return stat(path).then(() => true, () => false);
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
 }
 
 /**
@@ -571,7 +658,8 @@ async function exists(path: string): Promise<boolean> {
 export async function loadSafetensorsDir(dir: string): Promise<Map<string, RawTensor>> {
   const single = join(dir, SINGLE_FILE);
   if (await exists(single)) return (await readSafetensors(single)).tensors;
-  if (!(await exists(join(dir, INDEX_FILE)))) fail(dir, "missing_file", `no ${SINGLE_FILE} or ${INDEX_FILE} in the folder`);
+  if (!(await exists(join(dir, INDEX_FILE))))
+    fail(dir, "missing_file", `no ${SINGLE_FILE} or ${INDEX_FILE} in the folder`);
   const index = await readSafetensorsIndex(dir);
   const merged = new Map<string, RawTensor>();
   for (const [shard, path] of index.shards) {
@@ -581,7 +669,8 @@ export async function loadSafetensorsDir(dir: string): Promise<Map<string, RawTe
       merged.set(name, t);
     }
     for (const [name, s] of index.weightMap) {
-      if (s === shard && !st.tensors.has(name)) fail(index.file, "missing_tensor", `tensor "${name}" is not in shard ${shard}`);
+      if (s === shard && !st.tensors.has(name))
+        fail(index.file, "missing_tensor", `tensor "${name}" is not in shard ${shard}`);
     }
   }
   return merged;
@@ -639,7 +728,10 @@ export async function writeSafetensorsSharded(
   // Remove what an earlier save with a different shard count left behind.
   const keep = new Set(groups.length > 1 ? [...files, INDEX_FILE] : files);
   for (const name of await readdir(dir)) {
-    if ((/^model-\d{5}-of-\d{5}\.safetensors$/.test(name) || name === INDEX_FILE || name === SINGLE_FILE) && !keep.has(name)) {
+    if (
+      (/^model-\d{5}-of-\d{5}\.safetensors$/.test(name) || name === INDEX_FILE || name === SINGLE_FILE) &&
+      !keep.has(name)
+    ) {
       await unlink(join(dir, name));
     }
   }

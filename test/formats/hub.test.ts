@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { lstat, mkdir, mkdtemp, readFile, readdir, readlink, rm, stat, writeFile } from "node:fs/promises";
-import { type Server, createServer } from "node:http";
+import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, writeFile } from "node:fs/promises";
+import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -56,39 +56,71 @@ class MockHub {
     return this.hits.filter((h) => h.url.includes(`/resolve/`) && h.url.endsWith(`/${path}`));
   }
 
-  private json(res: import("node:http").ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) {
+  private json(
+    res: import("node:http").ServerResponse,
+    status: number,
+    body: unknown,
+    headers: Record<string, string> = {},
+  ) {
     res.writeHead(status, { "content-type": "application/json", ...headers });
     res.end(JSON.stringify(body));
   }
 
-  private handle(rawUrl: string, headers: import("node:http").IncomingHttpHeaders, res: import("node:http").ServerResponse) {
+  private handle(
+    rawUrl: string,
+    headers: import("node:http").IncomingHttpHeaders,
+    res: import("node:http").ServerResponse,
+  ) {
     const hit: Hit = { url: rawUrl, range: headers.range, auth: headers.authorization, bytes: 0 };
     this.hits.push(hit);
     const url = new URL(rawUrl, "http://x");
     let m = /^\/api\/models\/(.+)\/revision\/([^/]+)$/.exec(url.pathname);
     if (m) {
-      if (m[1] !== this.repo) return this.json(res, 404, { error: "Repository not found" }, { "x-error-code": "RepoNotFound" });
+      if (m[1] !== this.repo)
+        return this.json(res, 404, { error: "Repository not found" }, { "x-error-code": "RepoNotFound" });
       const rev = decodeURIComponent(m[2]);
-      if (rev !== "main" && rev !== COMMIT) return this.json(res, 404, { error: `Invalid rev id: ${rev}` }, { "x-error-code": "RevisionNotFound" });
+      if (rev !== "main" && rev !== COMMIT)
+        return this.json(res, 404, { error: `Invalid rev id: ${rev}` }, { "x-error-code": "RevisionNotFound" });
       return this.json(res, 200, {
-        _id: "65f0c0ffee", id: this.repo, sha: COMMIT, private: false, gated: false, downloads: 0, likes: 0,
-        lastModified: "2024-01-01T00:00:00.000Z", siblings: [...this.files.keys()].map((rfilename) => ({ rfilename })),
+        _id: "65f0c0ffee",
+        id: this.repo,
+        sha: COMMIT,
+        private: false,
+        gated: false,
+        downloads: 0,
+        likes: 0,
+        lastModified: "2024-01-01T00:00:00.000Z",
+        siblings: [...this.files.keys()].map((rfilename) => ({ rfilename })),
       });
     }
     m = /^\/api\/models\/(.+)\/tree\/([^/]+)$/.exec(url.pathname);
     if (m) {
       if (m[1] !== this.repo || m[2] !== COMMIT) return this.json(res, 404, { error: "Not found" });
-      return this.json(res, 200, [...this.files].map(([path, f]) => ({
-        type: "file", path, size: f.data.length, oid: gitOid(f.data),
-        ...(f.lfs ? { lfs: { oid: this.lie.get(path) ?? sha256(f.data), size: f.data.length, pointerSize: 134 } } : {}),
-      })));
+      return this.json(
+        res,
+        200,
+        [...this.files].map(([path, f]) => ({
+          type: "file",
+          path,
+          size: f.data.length,
+          oid: gitOid(f.data),
+          ...(f.lfs
+            ? { lfs: { oid: this.lie.get(path) ?? sha256(f.data), size: f.data.length, pointerSize: 134 } }
+            : {}),
+        })),
+      );
     }
     m = /^\/(.+)\/resolve\/([^/]+)\/(.+)$/.exec(url.pathname);
     const file = m && m[1] === this.repo ? this.files.get(decodeURIComponent(m[3])) : undefined;
     if (!m || !file) return this.json(res, 404, { error: "Entry not found" }, { "x-error-code": "EntryNotFound" });
     const { data, lfs } = file;
     const etag = lfs ? sha256(data) : gitOid(data);
-    const common = { "x-repo-commit": COMMIT, etag: `"${etag}"`, "accept-ranges": "bytes", ...(lfs ? { "x-linked-etag": `"${etag}"`, "x-linked-size": String(data.length) } : {}) };
+    const common = {
+      "x-repo-commit": COMMIT,
+      etag: `"${etag}"`,
+      "accept-ranges": "bytes",
+      ...(lfs ? { "x-linked-etag": `"${etag}"`, "x-linked-size": String(data.length) } : {}),
+    };
     const r = /^bytes=(\d+)-$/.exec(headers.range ?? "");
     const start = r ? Number(r[1]) : 0;
     if (start > data.length) {
@@ -97,7 +129,8 @@ class MockHub {
     }
     const body = data.subarray(start);
     res.writeHead(r ? 206 : 200, {
-      ...common, "content-length": String(body.length),
+      ...common,
+      "content-length": String(body.length),
       ...(r ? { "content-range": `bytes ${start}-${data.length - 1}/${data.length}` } : {}),
     });
     const cutAt = this.cut.get(decodeURIComponent(m[3]));
@@ -125,11 +158,15 @@ before(async () => {
     ["config.json", { data: await readFile(join(GPT2, "config.json")), lfs: false }],
     ["generation_config.json", { data: await readFile(join(GPT2, "generation_config.json")), lfs: false }],
     ["model.safetensors", { data: model, lfs: true }],
-    ["tokenizer.json", { data: Buffer.from('{"version":"1.0","model":{"type":"BPE","vocab":{},"merges":[]}}'), lfs: false }],
+    [
+      "tokenizer.json",
+      { data: Buffer.from('{"version":"1.0","model":{"type":"BPE","vocab":{},"merges":[]}}'), lfs: false },
+    ],
     ["README.md", { data: Buffer.from("# tiny gpt2\n"), lfs: false }],
     ["pytorch_model.bin", { data: Buffer.alloc(1000, 1), lfs: true }],
   ]);
-  for (const k of ["HF_HUB_CACHE", "HF_HOME", "HF_ENDPOINT", "HF_TOKEN", "HF_HUB_OFFLINE", "HUGGING_FACE_HUB_TOKEN"]) delete process.env[k];
+  for (const k of ["HF_HUB_CACHE", "HF_HOME", "HF_ENDPOINT", "HF_TOKEN", "HF_HUB_OFFLINE", "HUGGING_FACE_HUB_TOKEN"])
+    delete process.env[k];
 });
 afterEach(() => {
   for (const k of ["HF_HUB_CACHE", "HF_HOME", "HF_ENDPOINT", "HF_TOKEN", "HF_HUB_OFFLINE"]) delete process.env[k];
@@ -165,8 +202,21 @@ describe("resolveModelPath", () => {
     assert.deepEqual(parseHubSpec("hf:tiny/gpt2"), { repo: "tiny/gpt2", revision: "main" });
     assert.deepEqual(parseHubSpec("hf:gpt2@refs/pr/1"), { repo: "gpt2", revision: "refs/pr/1" });
     assert.equal(parseHubSpec("./tiny/gpt2"), null);
-    for (const bad of ["hf:", "hf:../evil", "hf:a/b/c", "hf:a--b/c", "hf:owner/na me", "hf:o/n@../x", "hf:o/n@", "hf:/abs"]) {
-      assert.throws(() => parseHubSpec(bad), (e: unknown) => e instanceof HubError && e.code === "bad_repo_id", bad);
+    for (const bad of [
+      "hf:",
+      "hf:../evil",
+      "hf:a/b/c",
+      "hf:a--b/c",
+      "hf:owner/na me",
+      "hf:o/n@../x",
+      "hf:o/n@",
+      "hf:/abs",
+    ]) {
+      assert.throws(
+        () => parseHubSpec(bad),
+        (e: unknown) => e instanceof HubError && e.code === "bad_repo_id",
+        bad,
+      );
     }
   });
 
@@ -185,18 +235,29 @@ describe("resolveModelPath", () => {
     }
     const folder = join(cache, "models--tiny--gpt2");
     assert.equal(dir, join(folder, "snapshots", COMMIT));
-    assert.deepEqual((await readdir(dir)).sort(), ["config.json", "generation_config.json", "model.safetensors", "tokenizer.json"]);
-    assert.equal(hub.served("README.md").length + hub.served("pytorch_model.bin").length, 0, "unwanted files were fetched");
+    assert.deepEqual((await readdir(dir)).sort(), [
+      "config.json",
+      "generation_config.json",
+      "model.safetensors",
+      "tokenizer.json",
+    ]);
+    assert.equal(
+      hub.served("README.md").length + hub.served("pytorch_model.bin").length,
+      0,
+      "unwanted files were fetched",
+    );
     assert.equal((await readFile(join(folder, "refs", "main"), "utf8")).trim(), COMMIT);
     // Snapshot entries are relative links into blobs/, named by sha256 (LFS) or git oid.
     assert.ok((await lstat(join(dir, "model.safetensors"))).isSymbolicLink());
     assert.equal(await readlink(join(dir, "model.safetensors")), join("..", "..", "blobs", sha256(model)));
-    assert.ok(await stat(join(folder, "blobs", gitOid(files.get("config.json")!.data))));
+    assert.ok(await stat(join(folder, "blobs", gitOid(files.get("config.json")?.data ?? Buffer.alloc(0)))));
     assert.deepEqual(await readFile(join(dir, "model.safetensors")), model);
-    assert.ok((await readSafetensors(join(dir, "model.safetensors"))).tensors.has("transformer.h.0.attn.c_attn.weight"));
+    assert.ok(
+      (await readSafetensors(join(dir, "model.safetensors"))).tensors.has("transformer.h.0.attn.c_attn.weight"),
+    );
     // HF_TOKEN went to every request; progress ended at the total.
     assert.ok(hub.hits.length > 0 && hub.hits.every((h) => h.auth === "Bearer test-token"));
-    const last = progress.at(-1)!;
+    const last = progress.at(-1) as DownloadProgress;
     assert.equal(last.bytes, last.total);
     assert.ok(last.total >= model.length);
 
@@ -238,7 +299,10 @@ describe("resolveModelPath", () => {
     assert.equal(hits.length, 1);
     assert.equal(hits[0].range, `bytes=${have}-`);
     assert.equal(hits[0].bytes, model.length - have, "only the missing bytes were served");
-    assert.deepEqual((await readdir(blobs)).filter((n) => n.endsWith(".incomplete")), []);
+    assert.deepEqual(
+      (await readdir(blobs)).filter((n) => n.endsWith(".incomplete")),
+      [],
+    );
   });
 
   test("an interrupted download fails clearly and the rerun resumes", async () => {
@@ -246,12 +310,18 @@ describe("resolveModelPath", () => {
     hub.cut.set("model.safetensors", 40_000);
     const cache = await freshCache("cache-cut");
     try {
-      await assert.rejects(resolveModelPath("hf:tiny/gpt2", { cacheDir: cache, hubUrl: hub.url }), expectHub("download_failed", "tiny/gpt2"));
+      await assert.rejects(
+        resolveModelPath("hf:tiny/gpt2", { cacheDir: cache, hubUrl: hub.url }),
+        expectHub("download_failed", "tiny/gpt2"),
+      );
       const partial = join(cache, "models--tiny--gpt2", "blobs", `${sha256(model)}.incomplete`);
       const got = (await stat(partial)).size;
       assert.ok(got > 0 && got <= 40_000, `partial file has ${got} bytes`);
       // No ref yet: an incomplete snapshot is never what "main" points at.
-      await assert.rejects(resolveModelPath("hf:tiny/gpt2", { cacheDir: cache, offline: true }), expectHub("not_cached", "tiny/gpt2"));
+      await assert.rejects(
+        resolveModelPath("hf:tiny/gpt2", { cacheDir: cache, offline: true }),
+        expectHub("not_cached", "tiny/gpt2"),
+      );
       const dir = await resolveModelPath("hf:tiny/gpt2", { cacheDir: cache, hubUrl: hub.url });
       assert.deepEqual(await readFile(join(dir, "model.safetensors")), model);
       assert.equal(hub.served("model.safetensors").at(-1)?.range, `bytes=${got}-`);
@@ -265,8 +335,14 @@ describe("resolveModelPath", () => {
     hub.lie.set("model.safetensors", "f".repeat(64));
     const cache = await freshCache("cache-lie");
     try {
-      await assert.rejects(resolveModelPath("hf:tiny/gpt2", { cacheDir: cache, hubUrl: hub.url }), expectHub("checksum_mismatch", "tiny/gpt2"));
-      assert.deepEqual((await readdir(join(cache, "models--tiny--gpt2", "blobs"))).filter((n) => n.startsWith("f".repeat(64))), []);
+      await assert.rejects(
+        resolveModelPath("hf:tiny/gpt2", { cacheDir: cache, hubUrl: hub.url }),
+        expectHub("checksum_mismatch", "tiny/gpt2"),
+      );
+      assert.deepEqual(
+        (await readdir(join(cache, "models--tiny--gpt2", "blobs"))).filter((n) => n.startsWith("f".repeat(64))),
+        [],
+      );
     } finally {
       await hub.stop();
     }
@@ -276,14 +352,29 @@ describe("resolveModelPath", () => {
     const hub = await new MockHub("tiny/gpt2", files).start();
     const cache = await freshCache("cache-errors");
     try {
-      await assert.rejects(resolveModelPath("hf:../../etc", { cacheDir: cache, hubUrl: hub.url }), expectHub("bad_repo_id", "../../etc"));
-      await assert.rejects(resolveModelPath("hf:tiny/missing", { cacheDir: cache, hubUrl: hub.url }), expectHub("repo_not_found", "tiny/missing"));
-      await assert.rejects(resolveModelPath("hf:tiny/gpt2@nope", { cacheDir: cache, hubUrl: hub.url }), expectHub("repo_not_found", "tiny/gpt2"));
-      await assert.rejects(resolveModelPath("hf:tiny/gpt2", { cacheDir: cache, offline: true }), expectHub("not_cached", "tiny/gpt2"));
+      await assert.rejects(
+        resolveModelPath("hf:../../etc", { cacheDir: cache, hubUrl: hub.url }),
+        expectHub("bad_repo_id", "../../etc"),
+      );
+      await assert.rejects(
+        resolveModelPath("hf:tiny/missing", { cacheDir: cache, hubUrl: hub.url }),
+        expectHub("repo_not_found", "tiny/missing"),
+      );
+      await assert.rejects(
+        resolveModelPath("hf:tiny/gpt2@nope", { cacheDir: cache, hubUrl: hub.url }),
+        expectHub("repo_not_found", "tiny/gpt2"),
+      );
+      await assert.rejects(
+        resolveModelPath("hf:tiny/gpt2", { cacheDir: cache, offline: true }),
+        expectHub("not_cached", "tiny/gpt2"),
+      );
     } finally {
       await hub.stop();
     }
     // Nothing listening and nothing cached.
-    await assert.rejects(resolveModelPath("hf:tiny/gpt2", { cacheDir: cache, hubUrl: hub.url }), expectHub("not_cached", "tiny/gpt2"));
+    await assert.rejects(
+      resolveModelPath("hf:tiny/gpt2", { cacheDir: cache, hubUrl: hub.url }),
+      expectHub("not_cached", "tiny/gpt2"),
+    );
   });
 });

@@ -1,21 +1,21 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { SafetensorsError } from "../../src/formats/errors.ts";
 import {
   DTYPE_SIZE,
-  INDEX_FILE,
-  type RawTensor,
-  type StDtype,
   fromFloat32,
+  INDEX_FILE,
   loadSafetensorsDir,
   parseSafetensors,
+  type RawTensor,
   readSafetensors,
   readSafetensorsHeader,
   readSafetensorsIndex,
+  type StDtype,
   toFloat32,
   typedView,
   writeSafetensors,
@@ -71,7 +71,11 @@ const MALFORMED: [string, string, Uint8Array][] = [
   ["header length u64 max", "header_too_large", build({}, 0, { len: 2n ** 64n - 1n })],
   ["header length 100 MB + 1", "header_too_large", build({}, 0, { len: 100_000_001n })],
   ["invalid UTF-8 byte", "bad_utf8", build(null, 0, { raw: Buffer.from([0x7b, 0xff, 0x7d]) })],
-  ["UTF-8 encoded surrogate", "bad_utf8", build(null, 0, { raw: Buffer.from([0x7b, 0x22, 0xed, 0xa0, 0x80, 0x22, 0x7d]) })],
+  [
+    "UTF-8 encoded surrogate",
+    "bad_utf8",
+    build(null, 0, { raw: Buffer.from([0x7b, 0x22, 0xed, 0xa0, 0x80, 0x22, 0x7d]) }),
+  ],
   ["truncated JSON", "bad_json", build('{"a":')],
   ["JSON with trailing garbage", "bad_json", build("{} x")],
   ["JSON with NUL padding", "bad_json", build("{}\0\0\0\0\0\0")],
@@ -81,7 +85,11 @@ const MALFORMED: [string, string, Uint8Array][] = [
   ["tensor entry is a number", "not_object", build({ a: 3 })],
   ["__proto__ at top level", "proto_key", build('{"__proto__":{"dtype":"F32","shape":[0],"data_offsets":[0,0]}}')],
   ["constructor in metadata", "proto_key", build('{"__metadata__":{"constructor":"x"}}')],
-  ["prototype inside an entry", "proto_key", build('{"a":{"dtype":"F32","shape":[0],"data_offsets":[0,0],"prototype":1}}')],
+  [
+    "prototype inside an entry",
+    "proto_key",
+    build('{"a":{"dtype":"F32","shape":[0],"data_offsets":[0,0],"prototype":1}}'),
+  ],
   ["metadata value not a string", "bad_metadata", build({ __metadata__: { format: 1 } })],
   ["metadata is an array", "bad_metadata", build({ __metadata__: ["pt"] })],
   ["entry without dtype", "bad_entry", build({ a: { shape: [1], data_offsets: [0, 4] } }, 4)],
@@ -177,7 +185,8 @@ describe("round trip", () => {
     const header = await readSafetensorsHeader(file);
     assert.equal(header.dataStart % 8, 0);
     const order = [...header.tensors].sort((a, b) => a[1].dataOffsets[0] - b[1].dataOffsets[0]);
-    for (let i = 1; i < order.length; i++) assert.ok(DTYPE_SIZE[order[i - 1][1].dtype] >= DTYPE_SIZE[order[i][1].dtype]);
+    for (let i = 1; i < order.length; i++)
+      assert.ok(DTYPE_SIZE[order[i - 1][1].dtype] >= DTYPE_SIZE[order[i][1].dtype]);
     for (const [, t] of order) assert.equal((header.dataStart + t.dataOffsets[0]) % DTYPE_SIZE[t.dtype], 0);
     assert.deepEqual(await readdir(tmp).then((l) => l.filter((n) => n.endsWith(".tmp"))), []);
   });
@@ -207,8 +216,14 @@ describe("round trip", () => {
     const ok = { dtype: "F32", shape: [1], data: new Uint8Array(4) } as RawTensor;
     await assert.rejects(writeSafetensors(file, { a: { ...ok, shape: [2] } }), expectCode("size_mismatch", file));
     await assert.rejects(writeSafetensors(file, { __metadata__: ok }), expectCode("bad_name", file));
-    await assert.rejects(writeSafetensors(file, { a: { ...ok, dtype: "F8" as StDtype } }), expectCode("bad_dtype", file));
-    await assert.rejects(writeSafetensors(file, { a: ok }, { n: 1 as unknown as string }), expectCode("bad_metadata", file));
+    await assert.rejects(
+      writeSafetensors(file, { a: { ...ok, dtype: "F8" as StDtype } }),
+      expectCode("bad_dtype", file),
+    );
+    await assert.rejects(
+      writeSafetensors(file, { a: ok }, { n: 1 as unknown as string }),
+      expectCode("bad_metadata", file),
+    );
   });
 });
 
@@ -218,7 +233,8 @@ describe("real fixtures", () => {
       const file = join(FIXTURES, model, "model.safetensors");
       const bytes = await readFile(file);
       const ref = JSON.parse(await readFile(join(FIXTURES, model, "reference.json"), "utf8"));
-      if (ref.model_safetensors_sha256) assert.equal(createHash("sha256").update(bytes).digest("hex"), ref.model_safetensors_sha256);
+      if (ref.model_safetensors_sha256)
+        assert.equal(createHash("sha256").update(bytes).digest("hex"), ref.model_safetensors_sha256);
       const st = parseSafetensors(bytes, file);
       for (const key of st.tensors.keys()) assert.ok(ref.state_dict_keys.includes(key), key);
       for (const t of st.tensors.values()) {
@@ -242,7 +258,8 @@ describe("real fixtures", () => {
   test("reading allocates about the file size, no per-tensor copies", async () => {
     // 16 MB of F32 in 64 tensors.
     const tensors: Record<string, RawTensor> = {};
-    for (let i = 0; i < 64; i++) tensors[`layer.${i}`] = { dtype: "F32", shape: [256, 256], data: rand(256 * 256 * 4, i) };
+    for (let i = 0; i < 64; i++)
+      tensors[`layer.${i}`] = { dtype: "F32", shape: [256, 256], data: rand(256 * 256 * 4, i) };
     const file = join(tmp, "big.safetensors");
     await writeSafetensors(file, tensors);
     const size = (await readFile(file)).byteLength;
@@ -263,7 +280,10 @@ describe("float conversions", () => {
 
   test("f16 -> f32 by hand", () => {
     const got = fromBits("F16", [0x3c00, 0xc000, 0x7bff, 0x0001, 0x0400, 0x3555, 0x8000, 0x7c00, 0xfc00, 0x03ff]);
-    assert.deepEqual([...got], [1, -2, 65504, 2 ** -24, 2 ** -14, 0.333251953125, -0, Infinity, -Infinity, 1023 * 2 ** -24]);
+    assert.deepEqual(
+      [...got],
+      [1, -2, 65504, 2 ** -24, 2 ** -14, 0.333251953125, -0, Infinity, -Infinity, 1023 * 2 ** -24],
+    );
     assert.ok(Number.isNaN(fromBits("F16", [0x7e00])[0]));
   });
 
@@ -273,15 +293,35 @@ describe("float conversions", () => {
   });
 
   test("f32 -> f16 rounds to nearest even", () => {
-    const vals = new Float32Array([1, 1 / 3, 65504, 65519, 65520, 2 ** -24, 2 ** -25, 3 * 2 ** -26, -0, 1 + 2 ** -11, 1 + 3 * 2 ** -11, 1e-10, NaN]);
-    assert.deepEqual(u16(fromFloat32(vals, "F16", [vals.length])), [
-      0x3c00, 0x3555, 0x7bff, 0x7bff, 0x7c00, 0x0001, 0x0000, 0x0001, 0x8000, 0x3c00, 0x3c02, 0x0000, 0x7e00,
+    const vals = new Float32Array([
+      1,
+      1 / 3,
+      65504,
+      65519,
+      65520,
+      2 ** -24,
+      2 ** -25,
+      3 * 2 ** -26,
+      -0,
+      1 + 2 ** -11,
+      1 + 3 * 2 ** -11,
+      1e-10,
+      NaN,
     ]);
+    assert.deepEqual(
+      u16(fromFloat32(vals, "F16", [vals.length])),
+      [0x3c00, 0x3555, 0x7bff, 0x7bff, 0x7c00, 0x0001, 0x0000, 0x0001, 0x8000, 0x3c00, 0x3c02, 0x0000, 0x7e00],
+    );
   });
 
   test("f32 -> bf16 rounds to nearest even", () => {
-    const vals = new Float32Array(f32OfBits([0x3f800000, 0x3eaaaaab, 0x3f808000, 0x3f818000, 0x3f808001, 0x7f7fffff, 0x80000000, 0x7fc00000]));
-    assert.deepEqual(u16(fromFloat32(vals, "BF16", [2, 4])), [0x3f80, 0x3eab, 0x3f80, 0x3f82, 0x3f81, 0x7f80, 0x8000, 0x7fc0]);
+    const vals = new Float32Array(
+      f32OfBits([0x3f800000, 0x3eaaaaab, 0x3f808000, 0x3f818000, 0x3f808001, 0x7f7fffff, 0x80000000, 0x7fc00000]),
+    );
+    assert.deepEqual(
+      u16(fromFloat32(vals, "BF16", [2, 4])),
+      [0x3f80, 0x3eab, 0x3f80, 0x3f82, 0x3f81, 0x7f80, 0x8000, 0x7fc0],
+    );
   });
 
   test("f16/bf16 round trip every finite value exactly", () => {
@@ -289,7 +329,8 @@ describe("float conversions", () => {
       const bits = new Uint16Array(65536).map((_, i) => i);
       const wide = toFloat32({ dtype, shape: [65536], data: new Uint8Array(bits.buffer) });
       const back = u16(fromFloat32(wide, dtype, [65536]));
-      for (let i = 0; i < 65536; i++) if (!Number.isNaN(wide[i])) assert.equal(back[i], i, `${dtype} 0x${i.toString(16)}`);
+      for (let i = 0; i < 65536; i++)
+        if (!Number.isNaN(wide[i])) assert.equal(back[i], i, `${dtype} 0x${i.toString(16)}`);
     }
   });
 
@@ -299,7 +340,10 @@ describe("float conversions", () => {
     // 2^60 + 2^36 is exactly halfway between two floats whose even neighbour is 2^60.
     assert.deepEqual([...got], [0, -5, 2 ** 53, 2 ** 24, 2 ** 60, -(2 ** 63)]);
     const f64 = new Float64Array([0.1, 1e300, -2.5]);
-    assert.deepEqual([...toFloat32({ dtype: "F64", shape: [3], data: new Uint8Array(f64.buffer) })], [Math.fround(0.1), Infinity, -2.5]);
+    assert.deepEqual(
+      [...toFloat32({ dtype: "F64", shape: [3], data: new Uint8Array(f64.buffer) })],
+      [Math.fround(0.1), Infinity, -2.5],
+    );
     const i8 = new Int8Array([-128, 127, 0]);
     assert.deepEqual([...toFloat32({ dtype: "I8", shape: [3], data: new Uint8Array(i8.buffer) })], [-128, 127, 0]);
   });
@@ -335,8 +379,11 @@ describe("sharded folders", () => {
     tensors.set("big", { dtype: "F32", shape: [64], data: rand(256, 9) });
     const { files } = await writeSafetensorsSharded(dir, tensors, { maxShardBytes: 150 });
     assert.deepEqual(files.sort(), [
-      "model-00001-of-00004.safetensors", "model-00002-of-00004.safetensors",
-      "model-00003-of-00004.safetensors", "model-00004-of-00004.safetensors", INDEX_FILE,
+      "model-00001-of-00004.safetensors",
+      "model-00002-of-00004.safetensors",
+      "model-00003-of-00004.safetensors",
+      "model-00004-of-00004.safetensors",
+      INDEX_FILE,
     ]);
     const idx = await readSafetensorsIndex(dir);
     assert.equal(idx.weightMap.get("big"), "model-00004-of-00004.safetensors");
@@ -385,21 +432,33 @@ describe("sharded folders", () => {
   });
 
   test("index: a symlink inside the folder is fine", async () => {
-    const dir = await fixtureDir("idx-symlink-ok", { weight_map: { a: "link.safetensors" } }, { "real.safetensors": one });
+    const dir = await fixtureDir(
+      "idx-symlink-ok",
+      { weight_map: { a: "link.safetensors" } },
+      { "real.safetensors": one },
+    );
     await symlink(join(dir, "real.safetensors"), join(dir, "link.safetensors"));
     assert.equal((await loadSafetensorsDir(dir)).size, 1);
   });
 
   test("index: tensor missing from its shard -> missing_tensor", async () => {
-    const dir = await fixtureDir("idx-missing-tensor", { weight_map: { a: "s1.safetensors", b: "s1.safetensors" } }, { "s1.safetensors": one });
+    const dir = await fixtureDir(
+      "idx-missing-tensor",
+      { weight_map: { a: "s1.safetensors", b: "s1.safetensors" } },
+      { "s1.safetensors": one },
+    );
     await assert.rejects(loadSafetensorsDir(dir), expectCode("missing_tensor", join(dir, INDEX_FILE)));
   });
 
   test("index: same tensor in two shards -> duplicate_tensor", async () => {
-    const dir = await fixtureDir("idx-dup", { weight_map: { a: "s1.safetensors", b: "s2.safetensors" } }, {
-      "s1.safetensors": one,
-      "s2.safetensors": { ...one, b: one.a },
-    });
+    const dir = await fixtureDir(
+      "idx-dup",
+      { weight_map: { a: "s1.safetensors", b: "s2.safetensors" } },
+      {
+        "s1.safetensors": one,
+        "s2.safetensors": { ...one, b: one.a },
+      },
+    );
     await assert.rejects(loadSafetensorsDir(dir), expectCode("duplicate_tensor", join(dir, "s2.safetensors")));
   });
 
