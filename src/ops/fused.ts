@@ -1,0 +1,119 @@
+/**
+ * Fused ops: table entries whose forward is one backend kernel and whose VJP is explicit. Each is
+ * used only when the active backend provides the kernel and the inputs are float32; otherwise the
+ * caller's composite (defined in terms of primitives) runs. Both must agree (tested).
+ */
+import { backend } from "../backend/index.ts";
+import type { FusedKernels } from "../backend/backend.ts";
+import { type Tensor, empty } from "../tensor/tensor.ts";
+import { defineOp } from "./table.ts";
+import { contiguous, reshape } from "./view.ts";
+
+/** True when the active backend has fused kernel `k` and every tensor is float32. */
+export function canFuse(k: keyof FusedKernels, ...ts: (Tensor | null | undefined)[]): boolean {
+  return backend().fused[k] !== undefined && ts.every((t) => !t || t.dtype === "float32");
+}
+
+const fusedSoftmaxOp = defineOp<{ log: boolean }>({
+  name: "fusedSoftmax",
+  infer: ([x]) => ({ shape: [...x.shape], dtype: x.dtype }),
+  forward: (be, out, [x], { log }) => be.fused.softmax!(contiguous(x), out, log),
+  vjp: (g, _x, y, { log }) => {
+    const dx = empty(y.shape, "float32");
+    backend().fused.softmaxBackward!(y, contiguous(g), dx, log);
+    return [dx];
+  },
+});
+
+/** Softmax / log-softmax over the last dim of a float32 tensor through the fused kernel. */
+export function fusedSoftmaxLast(x: Tensor, log: boolean): Tensor {
+  const c = x.shape[x.ndim - 1];
+  return reshape(fusedSoftmaxOp([reshape(x, [-1, c])], { log }), x.shape);
+}
+
+const fusedNormOp = defineOp<{ eps: number; rms: boolean }>({
+  name: "fusedNorm",
+  infer: ([x]) => ({ shape: [...x.shape], dtype: x.dtype }),
+  forward: (be, out, [x, w, b], { eps, rms }) => {
+    const mean = empty([x.shape[0]], "float32");
+    const rstd = empty([x.shape[0]], "float32");
+    be.fused.norm!(contiguous(x), w ?? null, b ?? null, eps, rms, out, mean, rstd);
+    return { mean, rstd };
+  },
+  vjp: (g, [x, w, b], _y, { rms }, saved) => {
+    const { mean, rstd } = saved as { mean: Tensor; rstd: Tensor };
+    const dx = empty(x.shape, "float32");
+    const dw = w?.requiresGrad ? empty(w.shape, "float32") : null;
+    const db = b?.requiresGrad ? empty(b.shape, "float32") : null;
+    backend().fused.normBackward!(contiguous(x), w ?? null, mean, rstd, contiguous(g), rms, dx, dw, db);
+    return [dx, dw, db];
+  },
+});
+
+/** Layer norm (rms=false) or RMS norm over the last dim via the fused kernel. */
+export function fusedNormLast(x: Tensor, weight: Tensor | null, bias: Tensor | null, eps: number, rms: boolean): Tensor {
+  const c = x.shape[x.ndim - 1];
+  // Inputs are positional [x, weight?, bias?]: callers fuse only when a bias comes with a weight.
+  const ins = [reshape(x, [-1, c])];
+  if (weight) ins.push(weight);
+  if (weight && bias) ins.push(bias);
+  return reshape(fusedNormOp(ins, { eps, rms }), x.shape);
+}
+
+type Act = "gelu" | "gelu_tanh" | "silu";
+const fusedActOp = defineOp<{ kind: Act }>({
+  name: "fusedActivation",
+  infer: ([x]) => ({ shape: [...x.shape], dtype: x.dtype }),
+  forward: (be, out, [x], { kind }) => be.fused.activation!(kind, contiguous(x), out),
+  vjp: (g, [x], _y, { kind }) => {
+    const dx = empty(x.shape, "float32");
+    backend().fused.activationBackward!(kind, contiguous(x), contiguous(g), dx);
+    return [dx];
+  },
+});
+
+export function fusedActivation(kind: Act, x: Tensor): Tensor {
+  return fusedActOp([x], { kind });
+}
+
+const fusedCeOp = defineOp<{ ignoreIndex: number; labelSmoothing: number }>({
+  name: "fusedCrossEntropy",
+  infer: ([logits]) => ({ shape: [logits.shape[0]], dtype: "float32" }),
+  forward: (be, out, [logits, target], { ignoreIndex, labelSmoothing }) => {
+    const lse = empty([logits.shape[0]], "float32");
+    be.fused.crossEntropy!(contiguous(logits), contiguous(target), ignoreIndex, labelSmoothing, out, lse);
+    return lse;
+  },
+  vjp: (g, [logits, target], _o, { ignoreIndex, labelSmoothing }, lse) => {
+    const d = empty(logits.shape, "float32");
+    backend().fused.crossEntropyBackward!(contiguous(logits), contiguous(target), lse as Tensor, contiguous(g), ignoreIndex, labelSmoothing, d);
+    return [d, null];
+  },
+});
+
+/** Per-row cross-entropy losses (0 on ignored rows) via the fused kernel. */
+export function fusedCrossEntropyRows(logits: Tensor, target: Tensor, ignoreIndex: number, labelSmoothing: number): Tensor {
+  return fusedCeOp([logits, target], { ignoreIndex, labelSmoothing });
+}
+
+const fusedAttnOp = defineOp<{ causal: boolean; scale: number; hasMask: boolean }>({
+  name: "fusedAttention",
+  infer: ([q]) => ({ shape: [...q.shape], dtype: "float32" }),
+  forward: (be, out, [q, k, v, mask], { causal, scale }) => {
+    const lse = empty(q.shape.slice(0, 3), "float32");
+    be.fused.attention!(contiguous(q), contiguous(k), contiguous(v), mask ? contiguous(mask) : null, causal, scale, out, lse);
+    return lse;
+  },
+  vjp: (g, [q, k, v, mask], out, { causal, scale }, lse) => {
+    const dq = empty(q.shape, "float32");
+    const dk = empty(k.shape, "float32");
+    const dv = empty(v.shape, "float32");
+    backend().fused.attentionBackward!(contiguous(q), contiguous(k), contiguous(v), mask ? contiguous(mask) : null, causal, scale, out, lse as Tensor, contiguous(g), dq, dk, dv);
+    return [dq, dk, dv, null];
+  },
+});
+
+export function fusedAttention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | null, causal: boolean, scale: number): Tensor {
+  const ins = mask ? [q, k, v, mask] : [q, k, v];
+  return fusedAttnOp(ins, { causal, scale, hasMask: !!mask });
+}
