@@ -242,8 +242,8 @@ export function parseSafetensors(buf: Uint8Array, file: string): SafetensorsFile
 }
 
 /**
- * Read and validate a safetensors file. The file is read once into one buffer; tensors are views
- * into it, so memory use is the file size plus the parsed header.
+ * Read and validate a safetensors file. The header is validated first; then the file is read into
+ * one buffer and tensors are views into it, so memory use is the file size plus the header.
  *
  * @example
  * ```ts
@@ -251,13 +251,30 @@ export function parseSafetensors(buf: Uint8Array, file: string): SafetensorsFile
  * ```
  */
 export async function readSafetensors(path: string): Promise<SafetensorsFile> {
-  let buf: Buffer;
-  try {
-    buf = await readFile(path);
-  } catch (e) {
-    fail(path, "io", `cannot read (${(e as Error).message})`, e);
-  }
-  return parseSafetensors(buf, path);
+  return withFile(path, async (fh, size) => {
+    // Validate the header before allocating the file's size, then read the whole file into one
+    // buffer so tensors keep the alignment they have in the file.
+    const header = await readHeaderFrom(fh, size, path);
+    const buf = Buffer.allocUnsafeSlow(size);
+    await readFully(fh, buf, 0, path);
+    if (!buf.subarray(8, header.dataStart).equals(header.bytes)) fail(path, "io", "file changed while being read");
+    const tensors = new Map<string, RawTensor>();
+    for (const [
+      name,
+      {
+        dtype,
+        shape,
+        dataOffsets: [b, e],
+      },
+    ] of header.tensors) {
+      tensors.set(name, {
+        dtype,
+        shape,
+        data: new Uint8Array(buf.buffer, buf.byteOffset + header.dataStart + b, e - b),
+      });
+    }
+    return { tensors, metadata: header.metadata, file: path };
+  });
 }
 
 /**
@@ -271,24 +288,46 @@ export async function readSafetensors(path: string): Promise<SafetensorsFile> {
  * ```
  */
 export async function readSafetensorsHeader(path: string): Promise<SafetensorsHeader> {
-  let fh: Awaited<ReturnType<typeof open>>;
+  return withFile(path, async (fh, size) => {
+    const { bytes: _, ...header } = await readHeaderFrom(fh, size, path);
+    return header;
+  });
+}
+
+type FileHandle = Awaited<ReturnType<typeof open>>;
+
+async function withFile<T>(path: string, body: (fh: FileHandle, size: number) => Promise<T>): Promise<T> {
+  let fh: FileHandle;
   try {
     fh = await open(path, "r");
   } catch (e) {
     fail(path, "io", `cannot open (${(e as Error).message})`, e);
   }
   try {
-    const { size } = await fh.stat();
-    const prefix = new Uint8Array(8);
-    await fh.read(prefix, 0, Math.min(8, size), 0);
-    const n = headerLength(prefix, size, path);
-    const bytes = new Uint8Array(n);
-    const { bytesRead } = await fh.read(bytes, 0, n, 8);
-    if (bytesRead !== n) fail(path, "truncated", `read ${bytesRead} of ${n} header bytes`);
-    return { ...parseHeader(bytes, size - 8 - n, path), dataStart: 8 + n };
+    return await body(fh, (await fh.stat()).size);
   } finally {
     await fh.close();
   }
+}
+
+/** Fill `buf` from file position `pos` (reads may come back short). */
+async function readFully(fh: FileHandle, buf: Uint8Array, pos: number, path: string): Promise<void> {
+  for (let done = 0; done < buf.byteLength; ) {
+    const chunk = Math.min(buf.byteLength - done, 1 << 30);
+    const { bytesRead } = await fh.read(buf, done, chunk, pos + done);
+    if (bytesRead === 0) fail(path, "truncated", `file ended after ${pos + done} bytes`);
+    done += bytesRead;
+  }
+}
+
+/** Read and validate the 8-byte prefix and the header of an open file of `size` bytes. */
+async function readHeaderFrom(fh: FileHandle, size: number, path: string) {
+  const prefix = new Uint8Array(8);
+  if (size >= 8) await readFully(fh, prefix, 0, path);
+  const n = headerLength(prefix, size, path);
+  const bytes = new Uint8Array(n);
+  await readFully(fh, bytes, 8, path);
+  return { ...parseHeader(bytes, size - 8 - n, path), dataStart: 8 + n, bytes };
 }
 
 /** Validate a tensor about to be written; returns its byte size. */

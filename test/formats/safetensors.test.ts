@@ -138,6 +138,15 @@ describe("malformed safetensors files", () => {
     assert.equal(({} as Record<string, unknown>).polluted, undefined);
   });
 
+  test("a large file with a bad header is refused before its size is allocated", async () => {
+    const file = join(tmp, "big-bad.safetensors");
+    await writeFile(file, build({ a: f32([1], 0, 4) }, 32 << 20)); // 32 MB of trailing bytes
+    const before = process.memoryUsage().arrayBuffers;
+    await assert.rejects(readSafetensors(file), expectCode("trailing_bytes", file));
+    const grown = process.memoryUsage().arrayBuffers - before;
+    assert.ok(grown < 1 << 20, `arrayBuffers grew by ${grown} bytes`);
+  });
+
   test("a missing file is an io error naming it", async () => {
     const file = join(tmp, "does-not-exist.safetensors");
     await assert.rejects(readSafetensors(file), expectCode("io", file));
