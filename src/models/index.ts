@@ -1,0 +1,2 @@
+/** Imports every architecture so it registers itself; re-exports the registry. */
+export * from "./registry.ts";
