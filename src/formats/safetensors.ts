@@ -213,6 +213,17 @@ function headerLength(prefix: Uint8Array, fileSize: number, file: string): numbe
   return Number(n);
 }
 
+/** Tensor views into the whole-file buffer `buf`, whose data section starts at `dataStart`. */
+function viewsOf(entries: SafetensorsHeader["tensors"], buf: Uint8Array, dataStart: number): Map<string, RawTensor> {
+  const tensors = new Map<string, RawTensor>();
+  for (const [name, { dtype, shape, dataOffsets }] of entries) {
+    const [b, e] = dataOffsets;
+    // A plain Uint8Array view (not a Buffer slice) so callers see one type whatever `buf` was.
+    tensors.set(name, { dtype, shape, data: new Uint8Array(buf.buffer, buf.byteOffset + dataStart + b, e - b) });
+  }
+  return tensors;
+}
+
 /**
  * Parse a whole safetensors file held in memory. Tensor data are zero-copy views into `buf`.
  *
@@ -226,19 +237,7 @@ export function parseSafetensors(buf: Uint8Array, file: string): SafetensorsFile
   const n = headerLength(buf, buf.byteLength, file);
   const dataStart = 8 + n;
   const header = parseHeader(buf.subarray(8, dataStart), buf.byteLength - dataStart, file);
-  const tensors = new Map<string, RawTensor>();
-  for (const [
-    name,
-    {
-      dtype,
-      shape,
-      dataOffsets: [b, e],
-    },
-  ] of header.tensors) {
-    // A plain Uint8Array view (not a Buffer slice) so callers see one type whatever `buf` was.
-    tensors.set(name, { dtype, shape, data: new Uint8Array(buf.buffer, buf.byteOffset + dataStart + b, e - b) });
-  }
-  return { tensors, metadata: header.metadata, file };
+  return { tensors: viewsOf(header.tensors, buf, dataStart), metadata: header.metadata, file };
 }
 
 /**
@@ -258,22 +257,7 @@ export async function readSafetensors(path: string): Promise<SafetensorsFile> {
     const buf = Buffer.allocUnsafeSlow(size);
     await readFully(fh, buf, 0, path);
     if (!buf.subarray(8, header.dataStart).equals(header.bytes)) fail(path, "io", "file changed while being read");
-    const tensors = new Map<string, RawTensor>();
-    for (const [
-      name,
-      {
-        dtype,
-        shape,
-        dataOffsets: [b, e],
-      },
-    ] of header.tensors) {
-      tensors.set(name, {
-        dtype,
-        shape,
-        data: new Uint8Array(buf.buffer, buf.byteOffset + header.dataStart + b, e - b),
-      });
-    }
-    return { tensors, metadata: header.metadata, file: path };
+    return { tensors: viewsOf(header.tensors, buf, header.dataStart), metadata: header.metadata, file: path };
   });
 }
 
@@ -305,6 +289,9 @@ async function withFile<T>(path: string, body: (fh: FileHandle, size: number) =>
   }
   try {
     return await body(fh, (await fh.stat()).size);
+  } catch (e) {
+    if (e instanceof SafetensorsError) throw e;
+    fail(path, "io", `cannot read (${(e as Error).message})`, e);
   } finally {
     await fh.close();
   }

@@ -150,6 +150,7 @@ describe("malformed safetensors files", () => {
   test("a missing file is an io error naming it", async () => {
     const file = join(tmp, "does-not-exist.safetensors");
     await assert.rejects(readSafetensors(file), expectCode("io", file));
+    await assert.rejects(readSafetensors(tmp), expectCode("io", tmp));
   });
 
   test("refusing files allocates nothing sized from the header", () => {
