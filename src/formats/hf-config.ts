@@ -13,17 +13,41 @@
  */
 import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
+import { FormatError } from "./errors.ts";
 
-/** Thrown for unreadable, malformed or invalid config files; names the file and key. */
-export class ConfigError extends Error {
-  override name = "ConfigError";
-  /** The file (path as given) the problem is in. */
-  readonly file: string;
+/** Codes a {@link ConfigError} can carry. */
+export type ConfigErrorCode =
+  | "io" // the file could not be read
+  | "too_large" // over the size cap
+  | "bad_json" // not valid JSON
+  | "proto_key" // a `__proto__` key
+  | "not_object" // top level (or a map such as id2label) is not a JSON object
+  | "missing_key" // a required key is absent or null
+  | "bad_value" // wrong type, out of range, not an allowed value
+  | "inconsistent"; // keys that contradict each other (id2label vs label2id vs num_labels)
+
+/**
+ * Thrown for unreadable, malformed or invalid config files; names the file, the key and what
+ * was expected.
+ *
+ * @example
+ * ```ts
+ * new ConfigError("config.json", "hidden_size", "bad_value", "expected an integer >= 1, got 0");
+ * // Error: config.json: hidden_size: expected an integer >= 1, got 0 [bad_value]
+ * ```
+ */
+export class ConfigError extends FormatError {
+  declare readonly code: ConfigErrorCode;
   /** The offending key (dotted for nested keys), when there is one. */
   readonly key: string | undefined;
-  constructor(file: string, key: string | undefined, message: string, options?: ErrorOptions) {
-    super(`${file}${key === undefined ? "" : `: ${key}`}: ${message}`, options);
-    this.file = file;
+  constructor(
+    file: string,
+    key: string | undefined,
+    code: ConfigErrorCode,
+    detail: string,
+    options?: { cause?: unknown },
+  ) {
+    super(file, code, key === undefined ? detail : `${key}: ${detail}`, options);
     this.key = key;
   }
 }
@@ -51,10 +75,10 @@ export async function readJsonFile(path: string, options: ReadJsonOptions = {}):
   try {
     size = (await stat(path)).size;
   } catch (err) {
-    throw new ConfigError(path, undefined, `cannot read file (${(err as Error).message})`, { cause: err });
+    throw new ConfigError(path, undefined, "io", `cannot read file (${(err as Error).message})`, { cause: err });
   }
   if (size > maxBytes) {
-    throw new ConfigError(path, undefined, `file is ${size} bytes, over the ${maxBytes}-byte limit`);
+    throw new ConfigError(path, undefined, "too_large", `file is ${size} bytes, over the ${maxBytes}-byte limit`);
   }
   const text = await readFile(path, "utf8");
   return parseJsonText(text, path);
@@ -68,7 +92,7 @@ export function parseJsonText(text: string, file: string): unknown {
   // The reviver is slow on 10 MB tokenizer files; only pay for it when the key can occur.
   const reviver = text.includes("__proto__")
     ? (key: string, value: unknown) => {
-        if (key === "__proto__") throw new ConfigError(file, "__proto__", "key is not allowed");
+        if (key === "__proto__") throw new ConfigError(file, "__proto__", "proto_key", "key is not allowed");
         return value;
       }
     : undefined;
@@ -77,16 +101,91 @@ export function parseJsonText(text: string, file: string): unknown {
   } catch (err) {
     if (err instanceof ConfigError) throw err;
     const msg = (err as Error).message;
+    // V8 only sometimes reports a position; find the first syntax error ourselves.
     const m = /position (\d+)/.exec(msg);
+    const pos = m ? Number(m[1]) : jsonErrorOffset(text);
     let where = "";
-    if (m) {
-      const pos = Number(m[1]);
+    if (pos >= 0) {
       const before = text.slice(0, pos);
       const line = before.split("\n").length;
       const column = pos - before.lastIndexOf("\n");
       where = ` at line ${line}, column ${column}`;
     }
-    throw new ConfigError(file, undefined, `invalid JSON${where}: ${msg}`, { cause: err });
+    throw new ConfigError(file, undefined, "bad_json", `invalid JSON${where}: ${msg}`, { cause: err });
+  }
+}
+
+/**
+ * Offset of the first JSON syntax error in `text` (-1 if none found): a small scanner run only
+ * after `JSON.parse` has failed, so error messages can always say where.
+ */
+function jsonErrorOffset(text: string): number {
+  let i = 0;
+  const ws = () => {
+    while (i < text.length && " \t\n\r".includes(text[i]!)) i++;
+  };
+  const fail = () => {
+    throw i;
+  };
+  const value = (depth: number): void => {
+    if (depth > 10_000) fail();
+    ws();
+    const c = text[i];
+    if (c === "{" || c === "[") {
+      const close = c === "{" ? "}" : "]";
+      i++;
+      ws();
+      if (text[i] === close) {
+        i++;
+        return;
+      }
+      for (;;) {
+        if (c === "{") {
+          ws();
+          if (text[i] !== '"') fail();
+          string();
+          ws();
+          if (text[i] !== ":") fail();
+          i++;
+        }
+        value(depth + 1);
+        ws();
+        if (text[i] === ",") i++;
+        else if (text[i] === close) {
+          i++;
+          return;
+        } else fail();
+      }
+    } else if (c === '"') string();
+    else {
+      const lit = /^(?:true|false|null|-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?)/.exec(text.slice(i, i + 400));
+      if (!lit) fail();
+      i += lit![0].length;
+    }
+  };
+  const string = () => {
+    i++;
+    while (i < text.length && text[i] !== '"') {
+      if (text.charCodeAt(i) < 0x20) fail();
+      if (text[i] === "\\") {
+        i++;
+        if (text[i] === "u") {
+          if (!/^[0-9a-fA-F]{4}$/.test(text.slice(i + 1, i + 5))) fail();
+          i += 4;
+        } else if (!'"\\/bfnrt'.includes(text[i] ?? "x")) fail();
+      }
+      i++;
+    }
+    if (i >= text.length) fail();
+    i++;
+  };
+  try {
+    value(0);
+    ws();
+    if (i < text.length) fail();
+    return -1;
+  } catch (e) {
+    return typeof e === "number" ? Math.min(e, text.length) : -1;
   }
 }
 
@@ -107,7 +206,7 @@ const CONFIG_MAX_BYTES = 4 * 1024 * 1024;
 
 function asObject(value: unknown, file: string, key?: string): Record<string, unknown> {
   if (value === null || typeof value !== "object" || Array.isArray(value)) {
-    throw new ConfigError(file, key, `expected a JSON object, got ${describe(value)}`);
+    throw new ConfigError(file, key, "not_object", `expected a JSON object, got ${describe(value)}`);
   }
   return value as Record<string, unknown>;
 }
@@ -115,7 +214,8 @@ function asObject(value: unknown, file: string, key?: string): Record<string, un
 function describe(value: unknown): string {
   if (value === null) return "null";
   if (Array.isArray(value)) return "an array";
-  if (typeof value === "string") return `string ${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)}`;
+  if (typeof value === "string")
+    return `string ${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)}`;
   if (typeof value === "object") return "an object";
   return `${typeof value} ${String(value)}`;
 }
@@ -133,7 +233,8 @@ export async function loadConfig(dir: string): Promise<LoadedConfig> {
   const raw = asObject(await readJsonFile(file, { maxBytes: CONFIG_MAX_BYTES }), file);
   const modelType = raw.model_type;
   if (typeof modelType !== "string" || modelType.length === 0) {
-    throw new ConfigError(file, "model_type", `expected a non-empty string, got ${describe(modelType)}`);
+    const code = modelType === undefined || modelType === null ? "missing_key" : "bad_value";
+    throw new ConfigError(file, "model_type", code, `expected a non-empty string, got ${describe(modelType)}`);
   }
   return { modelType, raw, file };
 }
@@ -157,7 +258,7 @@ export interface NumberRule {
 export function getNumber(cfg: ConfigSource, key: string, fallback?: number, rule: NumberRule = {}): number {
   const v = cfg.raw[key];
   if (v === undefined || v === null) {
-    if (fallback === undefined) throw new ConfigError(cfg.file, key, "required number is missing");
+    if (fallback === undefined) throw new ConfigError(cfg.file, key, "missing_key", "required number is missing");
     return fallback;
   }
   return checkNumber(v, cfg.file, key, rule);
@@ -165,10 +266,12 @@ export function getNumber(cfg: ConfigSource, key: string, fallback?: number, rul
 
 function checkNumber(v: unknown, file: string, key: string, rule: NumberRule): number {
   const want = `${rule.integer ? "an integer" : "a number"}${rangeText(rule)}`;
-  if (typeof v !== "number" || !Number.isFinite(v)) throw new ConfigError(file, key, `expected ${want}, got ${describe(v)}`);
-  if (rule.integer && !Number.isSafeInteger(v)) throw new ConfigError(file, key, `expected ${want}, got ${v}`);
+  if (typeof v !== "number" || !Number.isFinite(v))
+    throw new ConfigError(file, key, "bad_value", `expected ${want}, got ${describe(v)}`);
+  if (rule.integer && !Number.isSafeInteger(v))
+    throw new ConfigError(file, key, "bad_value", `expected ${want}, got ${v}`);
   if ((rule.min !== undefined && v < rule.min) || (rule.max !== undefined && v > rule.max)) {
-    throw new ConfigError(file, key, `expected ${want}, got ${v}`);
+    throw new ConfigError(file, key, "bad_value", `expected ${want}, got ${v}`);
   }
   return v;
 }
@@ -184,10 +287,10 @@ function rangeText(rule: NumberRule): string {
 export function getString(cfg: ConfigSource, key: string, fallback?: string): string {
   const v = cfg.raw[key];
   if (v === undefined || v === null) {
-    if (fallback === undefined) throw new ConfigError(cfg.file, key, "required string is missing");
+    if (fallback === undefined) throw new ConfigError(cfg.file, key, "missing_key", "required string is missing");
     return fallback;
   }
-  if (typeof v !== "string") throw new ConfigError(cfg.file, key, `expected a string, got ${describe(v)}`);
+  if (typeof v !== "string") throw new ConfigError(cfg.file, key, "bad_value", `expected a string, got ${describe(v)}`);
   return v;
 }
 
@@ -195,10 +298,11 @@ export function getString(cfg: ConfigSource, key: string, fallback?: string): st
 export function getBool(cfg: ConfigSource, key: string, fallback?: boolean): boolean {
   const v = cfg.raw[key];
   if (v === undefined || v === null) {
-    if (fallback === undefined) throw new ConfigError(cfg.file, key, "required boolean is missing");
+    if (fallback === undefined) throw new ConfigError(cfg.file, key, "missing_key", "required boolean is missing");
     return fallback;
   }
-  if (typeof v !== "boolean") throw new ConfigError(cfg.file, key, `expected true or false, got ${describe(v)}`);
+  if (typeof v !== "boolean")
+    throw new ConfigError(cfg.file, key, "bad_value", `expected true or false, got ${describe(v)}`);
   return v;
 }
 
@@ -213,11 +317,12 @@ export function getBool(cfg: ConfigSource, key: string, fallback?: boolean): boo
 export function getEnum<T extends string>(cfg: ConfigSource, key: string, allowed: readonly T[], fallback?: T): T {
   const v = cfg.raw[key];
   if (v === undefined || v === null) {
-    if (fallback === undefined) throw new ConfigError(cfg.file, key, `required, expected one of ${allowed.join(", ")}`);
+    if (fallback === undefined)
+      throw new ConfigError(cfg.file, key, "missing_key", `required, expected one of ${allowed.join(", ")}`);
     return fallback;
   }
   if (typeof v !== "string" || !(allowed as readonly string[]).includes(v)) {
-    throw new ConfigError(cfg.file, key, `expected one of ${allowed.join(", ")}, got ${describe(v)}`);
+    throw new ConfigError(cfg.file, key, "bad_value", `expected one of ${allowed.join(", ")}, got ${describe(v)}`);
   }
   return v as T;
 }
@@ -269,18 +374,25 @@ export function getLabels(cfg: ConfigSource): Labels {
   if (raw.id2label !== undefined && raw.id2label !== null) {
     const obj = asObject(raw.id2label, file, "id2label");
     const keys = Object.keys(obj);
-    if (keys.length > MAX_LABELS) throw new ConfigError(file, "id2label", `more than ${MAX_LABELS} labels`);
+    if (keys.length > MAX_LABELS)
+      throw new ConfigError(file, "id2label", "bad_value", `more than ${MAX_LABELS} labels`);
     id2label = new Array<string>(keys.length);
     for (const k of keys) {
       if (!/^(0|[1-9]\d*)$/.test(k) || Number(k) >= keys.length) {
-        throw new ConfigError(file, `id2label.${k}`, `ids must be the integers 0..${keys.length - 1}`);
+        throw new ConfigError(file, `id2label.${k}`, "inconsistent", `ids must be the integers 0..${keys.length - 1}`);
       }
       const name = obj[k];
-      if (typeof name !== "string") throw new ConfigError(file, `id2label.${k}`, `expected a string label, got ${describe(name)}`);
+      if (typeof name !== "string")
+        throw new ConfigError(file, `id2label.${k}`, "bad_value", `expected a string label, got ${describe(name)}`);
       id2label[Number(k)] = name;
     }
     if (declared !== undefined && declared !== keys.length) {
-      throw new ConfigError(file, "num_labels", `is ${declared} but id2label has ${keys.length} entries`);
+      throw new ConfigError(
+        file,
+        "num_labels",
+        "inconsistent",
+        `is ${declared} but id2label has ${keys.length} entries`,
+      );
     }
   } else {
     id2label = Array.from({ length: declared ?? 2 }, (_, i) => `LABEL_${i}`);
@@ -294,11 +406,21 @@ export function getLabels(cfg: ConfigSource): Labels {
     for (const [name, id] of Object.entries(obj)) {
       const n = checkNumber(id, file, `label2id.${name}`, { min: 0, integer: true });
       if (id2label[n] !== name) {
-        throw new ConfigError(file, `label2id.${name}`, `is ${n} but id2label.${n} is ${JSON.stringify(id2label[n])}`);
+        throw new ConfigError(
+          file,
+          `label2id.${name}`,
+          "inconsistent",
+          `is ${n} but id2label.${n} is ${JSON.stringify(id2label[n])}`,
+        );
       }
     }
     if (Object.keys(obj).length !== id2label.length) {
-      throw new ConfigError(file, "label2id", `has ${Object.keys(obj).length} entries but id2label has ${id2label.length}`);
+      throw new ConfigError(
+        file,
+        "label2id",
+        "inconsistent",
+        `has ${Object.keys(obj).length} entries but id2label has ${id2label.length}`,
+      );
     }
   }
   return { id2label, label2id, numLabels: id2label.length };
@@ -362,11 +484,14 @@ export function parseGenerationConfig(src: ConfigSource): GenerationConfig {
   const maxNew = src.raw.max_new_tokens;
   const topK = getNumber(src, "top_k", 50, { min: 0, integer: true });
   const repetitionPenalty = getNumber(src, "repetition_penalty", 1, { min: 0 });
-  if (repetitionPenalty === 0) throw new ConfigError(src.file, "repetition_penalty", "expected a number > 0, got 0");
+  if (repetitionPenalty === 0)
+    throw new ConfigError(src.file, "repetition_penalty", "bad_value", "expected a number > 0, got 0");
   return {
     maxLength: getNumber(src, "max_length", 20, { min: 0, integer: true }),
     maxNewTokens:
-      maxNew === undefined || maxNew === null ? undefined : getNumber(src, "max_new_tokens", 0, { min: 0, integer: true }),
+      maxNew === undefined || maxNew === null
+        ? undefined
+        : getNumber(src, "max_new_tokens", 0, { min: 0, integer: true }),
     doSample: getBool(src, "do_sample", false),
     temperature: getNumber(src, "temperature", 1, { min: 0 }),
     topK,

@@ -38,14 +38,19 @@ export type Span = [number, number];
 export function selectTemplate(chatTemplate: unknown, file: string, name?: string, hasTools = false): string {
   if (typeof chatTemplate === "string") {
     if (name !== undefined && name !== "default") {
-      throw new TokenizerError(file, "chat_template", `has a single template, no template named ${JSON.stringify(name)}`);
+      throw new TokenizerError(
+        file,
+        "chat_template",
+        `has a single template, no template named ${JSON.stringify(name)}`,
+      );
     }
     return chatTemplate;
   }
   if (chatTemplate === undefined || chatTemplate === null) {
     throw new TokenizerError(file, "chat_template", "is missing: this tokenizer has no chat template");
   }
-  if (!Array.isArray(chatTemplate)) throw new TokenizerError(file, "chat_template", "expected a string or a list of {name, template}");
+  if (!Array.isArray(chatTemplate))
+    throw new TokenizerError(file, "chat_template", "expected a string or a list of {name, template}");
   const named = new Map<string, string>();
   for (const [i, t] of chatTemplate.entries()) {
     const entry = t as { name?: unknown; template?: unknown };
@@ -57,7 +62,11 @@ export function selectTemplate(chatTemplate: unknown, file: string, name?: strin
   const wanted = name ?? (hasTools && named.has("tool_use") ? "tool_use" : "default");
   const found = named.get(wanted);
   if (found === undefined) {
-    throw new TokenizerError(file, "chat_template", `no template named ${JSON.stringify(wanted)} (have ${[...named.keys()].join(", ")})`);
+    throw new TokenizerError(
+      file,
+      "chat_template",
+      `no template named ${JSON.stringify(wanted)} (have ${[...named.keys()].join(", ")})`,
+    );
   }
   return found;
 }
@@ -105,7 +114,11 @@ export function assistantSpans(
     const text = typeof content === "string" ? content : "";
     const at = text.length > 0 ? full.indexOf(text, searchFrom) : -1;
     if (at < 0) {
-      throw new TokenizerError("tokenizer_config.json", "chat_template", `cannot locate assistant message ${i} in the rendered conversation`);
+      throw new TokenizerError(
+        "tokenizer_config.json",
+        "chat_template",
+        `cannot locate assistant message ${i} in the rendered conversation`,
+      );
     }
     let end = at + text.length;
     if (eosToken && full.startsWith(eosToken, end)) end += eosToken.length;
@@ -147,7 +160,12 @@ function boundaryTokens(text: string, ids: number[], b: number, encode: (s: stri
  * Per-token mask: true for tokens that hold any character of any span (see the module comment).
  * `encode` must encode without adding special tokens, like the one that produced `ids`.
  */
-export function spansToTokenMask(text: string, ids: number[], spans: Span[], encode: (s: string) => number[]): boolean[] {
+export function spansToTokenMask(
+  text: string,
+  ids: number[],
+  spans: Span[],
+  encode: (s: string) => number[],
+): boolean[] {
   const mask = new Array<boolean>(ids.length).fill(false);
   for (const [start, end] of spans) {
     if (end <= start) continue;

@@ -13,8 +13,8 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { parseJsonText } from "../formats/hf-config.ts";
-import { TokenizerError } from "./errors.ts";
 import { type ByteLevelBpeJson, byteLevelBpeJson, specialAddedToken } from "./byte-level.ts";
+import { TokenizerError } from "./errors.ts";
 
 /** GPT-2's only special token. */
 export const GPT2_EOS = "<|endoftext|>";
@@ -28,7 +28,8 @@ export const GPT2_EOS_ID = 50256;
 export function buildGpt2TokenizerJson(encoder: Record<string, number>, vocabBpe: string): ByteLevelBpeJson {
   const vocab: Record<string, number> = {};
   for (const [token, id] of Object.entries(encoder)) {
-    if (!Number.isSafeInteger(id) || id < 0) throw new TokenizerError("encoder.json", token, `id ${id} is not a non-negative integer`);
+    if (!Number.isSafeInteger(id) || id < 0)
+      throw new TokenizerError("encoder.json", token, `id ${id} is not a non-negative integer`);
     vocab[token] = id;
   }
   const eosId = vocab[GPT2_EOS];
@@ -39,9 +40,15 @@ export function buildGpt2TokenizerJson(encoder: Record<string, number>, vocabBpe
     const line = lines[i]!.trim();
     if (line.length === 0 || (i === 0 && line.startsWith("#version"))) continue;
     const parts = line.split(/\s+/);
-    if (parts.length !== 2) throw new TokenizerError("vocab.bpe", `line ${i + 1}`, `expected "left right", got ${JSON.stringify(line)}`);
+    if (parts.length !== 2)
+      throw new TokenizerError("vocab.bpe", `line ${i + 1}`, `expected "left right", got ${JSON.stringify(line)}`);
     const [a, b] = parts as [string, string];
-    if (vocab[a + b] === undefined) throw new TokenizerError("vocab.bpe", `line ${i + 1}`, `merge result ${JSON.stringify(a + b)} is not in encoder.json`);
+    if (vocab[a + b] === undefined)
+      throw new TokenizerError(
+        "vocab.bpe",
+        `line ${i + 1}`,
+        `merge result ${JSON.stringify(a + b)} is not in encoder.json`,
+      );
     merges.push([a, b]);
   }
   return byteLevelBpeJson(vocab, merges, [{ ...specialAddedToken(eosId, GPT2_EOS), normalized: true }]);

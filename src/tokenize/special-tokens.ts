@@ -8,7 +8,15 @@
 import { TokenizerError } from "./errors.ts";
 
 /** The special-token roles transformers knows. */
-export const SPECIAL_ROLES = ["bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"] as const;
+export const SPECIAL_ROLES = [
+  "bos_token",
+  "eos_token",
+  "unk_token",
+  "sep_token",
+  "pad_token",
+  "cls_token",
+  "mask_token",
+] as const;
 /** One of {@link SPECIAL_ROLES}. */
 export type SpecialRole = (typeof SPECIAL_ROLES)[number];
 
@@ -24,8 +32,20 @@ const CLASS_DEFAULTS: Record<string, Partial<Record<SpecialRole, string>>> = {
   GPT2Tokenizer: { bos_token: "<|endoftext|>", eos_token: "<|endoftext|>", unk_token: "<|endoftext|>" },
   CodeGenTokenizer: { bos_token: "<|endoftext|>", eos_token: "<|endoftext|>", unk_token: "<|endoftext|>" },
   LlamaTokenizer: { bos_token: "<s>", eos_token: "</s>", unk_token: "<unk>" },
-  BertTokenizer: { unk_token: "[UNK]", sep_token: "[SEP]", pad_token: "[PAD]", cls_token: "[CLS]", mask_token: "[MASK]" },
-  DistilBertTokenizer: { unk_token: "[UNK]", sep_token: "[SEP]", pad_token: "[PAD]", cls_token: "[CLS]", mask_token: "[MASK]" },
+  BertTokenizer: {
+    unk_token: "[UNK]",
+    sep_token: "[SEP]",
+    pad_token: "[PAD]",
+    cls_token: "[CLS]",
+    mask_token: "[MASK]",
+  },
+  DistilBertTokenizer: {
+    unk_token: "[UNK]",
+    sep_token: "[SEP]",
+    pad_token: "[PAD]",
+    cls_token: "[CLS]",
+    mask_token: "[MASK]",
+  },
   RobertaTokenizer: {
     bos_token: "<s>",
     eos_token: "</s>",
@@ -42,7 +62,11 @@ const CLASS_DEFAULTS: Record<string, Partial<Record<SpecialRole, string>>> = {
 export function tokenContent(value: unknown, file: string, key: string): string | undefined {
   if (value === undefined || value === null) return undefined;
   if (typeof value === "string") return value;
-  if (typeof value === "object" && !Array.isArray(value) && typeof (value as { content?: unknown }).content === "string") {
+  if (
+    typeof value === "object" &&
+    !Array.isArray(value) &&
+    typeof (value as { content?: unknown }).content === "string"
+  ) {
     return (value as { content: string }).content;
   }
   throw new TokenizerError(file, key, "expected a token string or an object with a string `content`");
@@ -67,7 +91,9 @@ export function resolveSpecials(
   const cls = typeof config.tokenizer_class === "string" ? config.tokenizer_class.replace(/Fast$/, "") : "";
   const defaults = CLASS_DEFAULTS[cls] ?? {};
   for (const role of SPECIAL_ROLES) {
-    const fromMap = specialTokensMap ? tokenContent(specialTokensMap[role], "special_tokens_map.json", role) : undefined;
+    const fromMap = specialTokensMap
+      ? tokenContent(specialTokensMap[role], "special_tokens_map.json", role)
+      : undefined;
     const fromConfig = tokenContent(config[role], "tokenizer_config.json", role);
     if (fromMap !== undefined) {
       tokens[role] = fromMap;

@@ -109,13 +109,22 @@ export class Tokenizer {
   private readonly specialIds: Partial<Record<SpecialRole, number>> = {};
   private readonly addedContents: Set<string>;
 
-  private constructor(tokenizerJson: Record<string, unknown>, config: Record<string, unknown>, specialsMap?: Record<string, unknown>) {
+  private constructor(
+    tokenizerJson: Record<string, unknown>,
+    config: Record<string, unknown>,
+    specialsMap?: Record<string, unknown>,
+  ) {
     if (!isObject(tokenizerJson.model)) throw new TokenizerError("tokenizer.json", "model", "expected an object");
-    const json = { ...tokenizerJson, added_tokens: mergeAddedTokens(tokenizerJson.added_tokens, config.added_tokens_decoder) };
+    const json = {
+      ...tokenizerJson,
+      added_tokens: mergeAddedTokens(tokenizerJson.added_tokens, config.added_tokens_decoder),
+    };
     try {
       this.hf = new HFTokenizer(json, config);
     } catch (err) {
-      throw new TokenizerError("tokenizer.json", undefined, `cannot build tokenizer: ${(err as Error).message}`, { cause: err });
+      throw new TokenizerError("tokenizer.json", undefined, `cannot build tokenizer: ${(err as Error).message}`, {
+        cause: err,
+      });
     }
     this.tokenizerJson = json;
     this.config = config;
@@ -148,7 +157,8 @@ export class Tokenizer {
    */
   static fromJSON(tokenizerJson: unknown, tokenizerConfig: unknown = {}, specialTokensMap?: unknown): Tokenizer {
     if (!isObject(tokenizerJson)) throw new TokenizerError("tokenizer.json", undefined, "expected a JSON object");
-    if (!isObject(tokenizerConfig)) throw new TokenizerError("tokenizer_config.json", undefined, "expected a JSON object");
+    if (!isObject(tokenizerConfig))
+      throw new TokenizerError("tokenizer_config.json", undefined, "expected a JSON object");
     if (specialTokensMap !== undefined && !isObject(specialTokensMap)) {
       throw new TokenizerError("special_tokens_map.json", undefined, "expected a JSON object");
     }
@@ -163,7 +173,11 @@ export class Tokenizer {
   static async fromDir(dir: string): Promise<Tokenizer> {
     const tokPath = join(dir, "tokenizer.json");
     if (!existsSync(tokPath)) {
-      throw new TokenizerError(tokPath, undefined, "not found (only fast tokenizers, i.e. tokenizer.json, are supported)");
+      throw new TokenizerError(
+        tokPath,
+        undefined,
+        "not found (only fast tokenizers, i.e. tokenizer.json, are supported)",
+      );
     }
     const tokenizerJson = await readJsonFile(tokPath);
     const cfgPath = join(dir, "tokenizer_config.json");
@@ -256,12 +270,17 @@ export class Tokenizer {
     if (!padding) return out;
     let target = Math.max(0, ...out.map((e) => e.ids.length));
     if (padding === "max_length") {
-      if (options.maxLength === undefined) throw new TokenizerError("input", "maxLength", 'is required with padding: "max_length"');
+      if (options.maxLength === undefined)
+        throw new TokenizerError("input", "maxLength", 'is required with padding: "max_length"');
       target = options.maxLength;
     }
     const padId = this.padTokenId;
     if (padId === undefined) {
-      throw new TokenizerError("tokenizer_config.json", "pad_token", "is not set; set one (often the eos token) to pad batches");
+      throw new TokenizerError(
+        "tokenizer_config.json",
+        "pad_token",
+        "is not set; set one (often the eos token) to pad batches",
+      );
     }
     const left = this.config.padding_side === "left";
     return out.map((e) => padEncoding(e, target, padId, this.idToToken(padId)!, left));
@@ -271,7 +290,10 @@ export class Tokenizer {
    * Decodes ids back to text. Special-token spaces are not "cleaned up" unless
    * `clean_up_tokenization_spaces` is true in the config or the option says so.
    */
-  decode(ids: readonly number[], options: { skipSpecialTokens?: boolean; cleanUpTokenizationSpaces?: boolean } = {}): string {
+  decode(
+    ids: readonly number[],
+    options: { skipSpecialTokens?: boolean; cleanUpTokenizationSpaces?: boolean } = {},
+  ): string {
     for (const [i, id] of ids.entries()) {
       if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) {
         throw new TokenizerError("input", `ids[${i}]`, `${id} is not a token id in [0, ${this.vocabSize})`);
@@ -280,7 +302,8 @@ export class Tokenizer {
     if (ids.length === 0) return "";
     return this.hf.decode([...ids], {
       skip_special_tokens: options.skipSpecialTokens ?? false,
-      clean_up_tokenization_spaces: options.cleanUpTokenizationSpaces ?? this.config.clean_up_tokenization_spaces === true,
+      clean_up_tokenization_spaces:
+        options.cleanUpTokenizationSpaces ?? this.config.clean_up_tokenization_spaces === true,
     });
   }
 
@@ -290,7 +313,12 @@ export class Tokenizer {
    * `extra`, as in transformers' `apply_chat_template(tokenize=False)`.
    */
   applyChatTemplate(messages: ChatMessage[], options: ChatTemplateOptions = {}): string {
-    const source = selectTemplate(this.config.chat_template, "tokenizer_config.json", options.templateName, !!options.tools);
+    const source = selectTemplate(
+      this.config.chat_template,
+      "tokenizer_config.json",
+      options.templateName,
+      !!options.tools,
+    );
     return renderTemplate(source, this.templateContext(messages, options), "tokenizer_config.json");
   }
 
@@ -305,8 +333,12 @@ export class Tokenizer {
    * const labels = ids.map((id, i) => (assistantMask[i] ? id : -100));
    * ```
    */
-  applyChatTemplateWithMask(messages: ChatMessage[], options: Omit<ChatTemplateOptions, "addGenerationPrompt"> & { maxLength?: number } = {}): ChatEncoding {
-    const render = (msgs: ChatMessage[], addGenerationPrompt: boolean) => this.applyChatTemplate(msgs, { ...options, addGenerationPrompt });
+  applyChatTemplateWithMask(
+    messages: ChatMessage[],
+    options: Omit<ChatTemplateOptions, "addGenerationPrompt"> & { maxLength?: number } = {},
+  ): ChatEncoding {
+    const render = (msgs: ChatMessage[], addGenerationPrompt: boolean) =>
+      this.applyChatTemplate(msgs, { ...options, addGenerationPrompt });
     const text = render(messages, false);
     const encode = (s: string) => this.encode(s, { addSpecialTokens: false }).ids;
     let ids = encode(text);
@@ -336,7 +368,8 @@ export class Tokenizer {
 
   private templateContext(messages: ChatMessage[], options: ChatTemplateOptions): Record<string, unknown> {
     const ctx: Record<string, unknown> = { ...this.specialTokens };
-    if (Array.isArray(this.config.additional_special_tokens)) ctx.additional_special_tokens = this.config.additional_special_tokens;
+    if (Array.isArray(this.config.additional_special_tokens))
+      ctx.additional_special_tokens = this.config.additional_special_tokens;
     Object.assign(ctx, options.extra ?? {});
     ctx.messages = messages;
     ctx.add_generation_prompt = options.addGenerationPrompt ?? false;
@@ -348,10 +381,15 @@ export class Tokenizer {
   private truncationBudget(options: EncodeOptions, add: boolean, isPair: boolean): number {
     const maxLength = options.maxLength ?? this.modelMaxLength;
     if (maxLength === undefined || !Number.isSafeInteger(maxLength) || maxLength < 0) {
-      throw new TokenizerError("input", "maxLength", "truncation needs a non-negative integer maxLength (or model_max_length in tokenizer_config.json)");
+      throw new TokenizerError(
+        "input",
+        "maxLength",
+        "truncation needs a non-negative integer maxLength (or model_max_length in tokenizer_config.json)",
+      );
     }
     const specials = this.runPostProcessor([], isPair ? [] : null, add).tokens.length;
-    if (maxLength < specials) throw new TokenizerError("input", "maxLength", `${maxLength} is less than the ${specials} special tokens added`);
+    if (maxLength < specials)
+      throw new TokenizerError("input", "maxLength", `${maxLength} is less than the ${specials} special tokens added`);
     return maxLength - specials;
   }
 
@@ -375,24 +413,33 @@ export class Tokenizer {
           else n2--;
         }
       }
-      if (n1 + n2 > budget) throw new TokenizerError("input", "truncation", `${mode} cannot fit the pair into ${budget} tokens`);
+      if (n1 + n2 > budget)
+        throw new TokenizerError("input", "truncation", `${mode} cannot fit the pair into ${budget} tokens`);
     }
     const left = this.config.truncation_side === "left";
-    const cut = <T>(a: T[] | undefined, n: number) => (a === undefined ? undefined : left ? a.slice(a.length - n) : a.slice(0, n));
+    const cut = <T>(a: T[] | undefined, n: number) =>
+      a === undefined ? undefined : left ? a.slice(a.length - n) : a.slice(0, n);
     return [cut(t1, n1)!, t2 === null ? null : cut(t2, n2)!, cut(o1, n1), cut(o2, n2)];
   }
 
   /** Runs the post-processor, working around `ByteLevel` returning the pair unmerged. */
   private runPostProcessor(t1: string[], t2: string[] | null, add: boolean): { tokens: string[]; typeIds?: number[] } {
     const pp = this.hf.post_processor as unknown as
-      | ((a: string[], b: string[] | null, add: boolean) => { tokens: string[]; tokens_pair?: string[] | null; token_type_ids?: number[] })
+      | ((
+          a: string[],
+          b: string[] | null,
+          add: boolean,
+        ) => { tokens: string[]; tokens_pair?: string[] | null; token_type_ids?: number[] })
       | null;
     if (!pp) {
       return { tokens: [...t1, ...(t2 ?? [])], ...(t2 ? { typeIds: [...t1.map(() => 0), ...t2.map(() => 1)] } : {}) };
     }
     const r = pp(t1, t2, add);
     if (r.tokens_pair) {
-      return { tokens: [...r.tokens, ...r.tokens_pair], typeIds: [...r.tokens.map(() => 0), ...r.tokens_pair.map(() => 1)] };
+      return {
+        tokens: [...r.tokens, ...r.tokens_pair],
+        typeIds: [...r.tokens.map(() => 0), ...r.tokens_pair.map(() => 1)],
+      };
     }
     const typeIds = r.token_type_ids?.map((x) => x ?? 0);
     return { tokens: r.tokens, ...(typeIds ? { typeIds } : {}) };
@@ -431,7 +478,8 @@ export class Tokenizer {
     }
     const ids = tokens.map((t) => {
       const id = this.hf.token_to_id(t) ?? this.unkTokenId;
-      if (id === undefined) throw new TokenizerError("tokenizer.json", t, "token is not in the vocabulary and there is no unk_token");
+      if (id === undefined)
+        throw new TokenizerError("tokenizer.json", t, "token is not in the vocabulary and there is no unk_token");
       return id;
     });
     const enc: Encoding = { ids, tokens, attentionMask: ids.map(() => 1) };
@@ -464,7 +512,12 @@ export class Tokenizer {
       c += cp > 0xffff ? 2 : 1;
     }
     byteToChar[bytes.length] = text.length;
-    const charEnd = (pos: number) => (pos >= bytes.length ? text.length : pos > 0 && byteToChar[pos] === byteToChar[pos - 1] ? nextChar(text, byteToChar[pos]!) : byteToChar[pos]!);
+    const charEnd = (pos: number) =>
+      pos >= bytes.length
+        ? text.length
+        : pos > 0 && byteToChar[pos] === byteToChar[pos - 1]
+          ? nextChar(text, byteToChar[pos]!)
+          : byteToChar[pos]!;
     const out: [number, number][] = [];
     let pos = 0;
     for (const t of tokens) {
@@ -488,7 +541,11 @@ function padEncoding(e: Encoding, target: number, padId: number, padToken: strin
   const n = target - e.ids.length;
   if (n <= 0) return e;
   const fill = <T>(a: T[], v: T) => (left ? [...new Array<T>(n).fill(v), ...a] : [...a, ...new Array<T>(n).fill(v)]);
-  const out: Encoding = { ids: fill(e.ids, padId), tokens: fill(e.tokens, padToken), attentionMask: fill(e.attentionMask, 0) };
+  const out: Encoding = {
+    ids: fill(e.ids, padId),
+    tokens: fill(e.tokens, padToken),
+    attentionMask: fill(e.attentionMask, 0),
+  };
   if (e.tokenTypeIds) out.tokenTypeIds = fill(e.tokenTypeIds, 0);
   if (e.offsets) out.offsets = fill<[number, number]>(e.offsets, [0, 0]);
   return out;
@@ -496,23 +553,42 @@ function padEncoding(e: Encoding, target: number, padId: number, padToken: strin
 
 /** tokenizer.json `added_tokens` plus any `added_tokens_decoder` entries it lacks (by id). */
 function mergeAddedTokens(added: unknown, decoder: unknown): { id: number; content: string; special?: boolean }[] {
-  if (added !== undefined && added !== null && !Array.isArray(added)) throw new TokenizerError("tokenizer.json", "added_tokens", "expected an array");
+  if (added !== undefined && added !== null && !Array.isArray(added))
+    throw new TokenizerError("tokenizer.json", "added_tokens", "expected an array");
   const list = ((added as unknown[] | undefined) ?? []).map((t, i) => {
     const e = t as { id?: unknown; content?: unknown };
     if (!isObject(t) || !Number.isSafeInteger(e.id) || (e.id as number) < 0 || typeof e.content !== "string") {
-      throw new TokenizerError("tokenizer.json", `added_tokens[${i}]`, "expected {id: non-negative integer, content: string}");
+      throw new TokenizerError(
+        "tokenizer.json",
+        `added_tokens[${i}]`,
+        "expected {id: non-negative integer, content: string}",
+      );
     }
     return t as { id: number; content: string; special?: boolean };
   });
   if (decoder === undefined || decoder === null) return list;
-  if (!isObject(decoder)) throw new TokenizerError("tokenizer_config.json", "added_tokens_decoder", "expected an object of id -> token");
+  if (!isObject(decoder))
+    throw new TokenizerError("tokenizer_config.json", "added_tokens_decoder", "expected an object of id -> token");
   const have = new Set(list.map((t) => t.id));
   for (const [k, v] of Object.entries(decoder)) {
     const id = Number(k);
     if (!/^\d+$/.test(k) || !isObject(v) || typeof v.content !== "string") {
-      throw new TokenizerError("tokenizer_config.json", `added_tokens_decoder.${k}`, "expected a numeric id key and {content: string}");
+      throw new TokenizerError(
+        "tokenizer_config.json",
+        `added_tokens_decoder.${k}`,
+        "expected a numeric id key and {content: string}",
+      );
     }
-    if (!have.has(id)) list.push({ single_word: false, lstrip: false, rstrip: false, normalized: false, special: false, ...v, id } as never);
+    if (!have.has(id))
+      list.push({
+        single_word: false,
+        lstrip: false,
+        rstrip: false,
+        normalized: false,
+        special: false,
+        ...v,
+        id,
+      } as never);
   }
   return list;
 }

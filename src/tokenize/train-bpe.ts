@@ -18,7 +18,7 @@
  * const tok = Tokenizer.fromJSON(json, { eos_token: "<|endoftext|>" });
  * ```
  */
-import { TokenizerError } from "./errors.ts";
+
 import {
   BYTE_TO_CHAR,
   type ByteLevelBpeJson,
@@ -27,6 +27,7 @@ import {
   specialAddedToken,
   toByteChars,
 } from "./byte-level.ts";
+import { TokenizerError } from "./errors.ts";
 
 /** Options for {@link trainByteLevelBPE}. */
 export interface TrainBpeOptions {
@@ -110,7 +111,8 @@ export function trainByteLevelBPE(texts: Iterable<string>, options: TrainBpeOpti
   const specials = options.specialTokens ?? [];
   const minFrequency = options.minFrequency ?? 2;
   const { vocabSize } = options;
-  if (new Set(specials).size !== specials.length) throw new TokenizerError("input", "specialTokens", "contains duplicates");
+  if (new Set(specials).size !== specials.length)
+    throw new TokenizerError("input", "specialTokens", "contains duplicates");
   if (!Number.isSafeInteger(vocabSize) || vocabSize < specials.length + 256 || vocabSize >= SHIFT) {
     throw new TokenizerError("input", "vocabSize", `must be an integer in [${specials.length + 256}, ${SHIFT})`);
   }
@@ -133,9 +135,9 @@ export function trainByteLevelBPE(texts: Iterable<string>, options: TrainBpeOpti
     const k = key(a, b);
     pairCount.set(k, (pairCount.get(k) ?? 0) + delta);
     if (delta > 0) {
-      let s = pairWords.get(k);
-      if (!s) pairWords.set(k, (s = new Set()));
-      s.add(wi);
+      const s = pairWords.get(k);
+      if (s) s.add(wi);
+      else pairWords.set(k, new Set([wi]));
     }
   };
   for (let wi = 0; wi < words.length; wi++) {

@@ -78,7 +78,10 @@ describe("GPT-2 tokenizer built from encoder.json + vocab.bpe", () => {
   });
 
   test("malformed inputs are typed errors naming the file", () => {
-    assert.throws(() => buildGpt2TokenizerJson({ a: 0 }, "#version: 0.2\n"), (e: unknown) => e instanceof TokenizerError && e.file === "encoder.json");
+    assert.throws(
+      () => buildGpt2TokenizerJson({ a: 0 }, "#version: 0.2\n"),
+      (e: unknown) => e instanceof TokenizerError && e.file === "encoder.json",
+    );
     assert.throws(
       () => buildGpt2TokenizerJson({ a: 0, b: 1, "<|endoftext|>": 2 }, "#version: 0.2\na b\n"),
       (e: unknown) => e instanceof TokenizerError && e.file === "vocab.bpe" && e.key === "line 2",

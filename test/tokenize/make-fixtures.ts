@@ -27,7 +27,11 @@ const CORPUS = [
 ];
 
 export function chatmlTokenizerJson() {
-  return trainByteLevelBPE(CORPUS, { vocabSize: 420, specialTokens: ["<|endoftext|>", "<|im_start|>", "<|im_end|>"], minFrequency: 2 });
+  return trainByteLevelBPE(CORPUS, {
+    vocabSize: 420,
+    specialTokens: ["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+    minFrequency: 2,
+  });
 }
 
 export const CHATML_CONFIG = {

@@ -64,7 +64,9 @@ describe("Tokenizer: ChatML fixture (SmolLM2 template)", async () => {
       `${SYSTEM}<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n`,
     );
     const withSystem = [{ role: "system", content: "Be brief." }, ...conversation.slice(0, 1)];
-    assert.ok(tok.applyChatTemplate(withSystem).startsWith("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n"));
+    assert.ok(
+      tok.applyChatTemplate(withSystem).startsWith("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n"),
+    );
   });
 
   test("assistant mask covers each reply and its <|im_end|>\\n, token for token", () => {
@@ -119,19 +121,29 @@ describe("Tokenizer: ChatML fixture (SmolLM2 template)", async () => {
     assert.equal(tok.decode(ids), "<|im_start|>user\nHello<|im_end|>");
     assert.equal(tok.decode(ids, { skipSpecialTokens: true }), "user\nHello");
     assert.equal(tok.decode([]), "");
-    assert.throws(() => tok.decode([tok.vocabSize]), (e: unknown) => e instanceof TokenizerError && e.key === "ids[0]");
+    assert.throws(
+      () => tok.decode([tok.vocabSize]),
+      (e: unknown) => e instanceof TokenizerError && e.key === "ids[0]",
+    );
     assert.throws(() => tok.decode([1.5]), TokenizerError);
   });
 });
 
 describe("Tokenizer: encoding options", () => {
-  const json = trainByteLevelBPE(["hello world, hello there. pairs of sentences here"], { vocabSize: 300, specialTokens: ["[CLS]", "[SEP]", "[PAD]"] });
+  const json = trainByteLevelBPE(["hello world, hello there. pairs of sentences here"], {
+    vocabSize: 300,
+    specialTokens: ["[CLS]", "[SEP]", "[PAD]"],
+  });
   // A BERT-like post-processor on a byte-level model: [CLS] A [SEP] (B [SEP]).
   const withTemplate = {
     ...json,
     post_processor: {
       type: "TemplateProcessing",
-      single: [{ SpecialToken: { id: "[CLS]", type_id: 0 } }, { Sequence: { id: "A", type_id: 0 } }, { SpecialToken: { id: "[SEP]", type_id: 0 } }],
+      single: [
+        { SpecialToken: { id: "[CLS]", type_id: 0 } },
+        { Sequence: { id: "A", type_id: 0 } },
+        { SpecialToken: { id: "[SEP]", type_id: 0 } },
+      ],
       pair: [
         { SpecialToken: { id: "[CLS]", type_id: 0 } },
         { Sequence: { id: "A", type_id: 0 } },
@@ -145,17 +157,31 @@ describe("Tokenizer: encoding options", () => {
       },
     },
   };
-  const tok = Tokenizer.fromJSON(withTemplate, { cls_token: "[CLS]", sep_token: "[SEP]", pad_token: "[PAD]", model_max_length: 6 });
+  const tok = Tokenizer.fromJSON(withTemplate, {
+    cls_token: "[CLS]",
+    sep_token: "[SEP]",
+    pad_token: "[PAD]",
+    model_max_length: 6,
+  });
 
   test("special tokens, type ids and offsets", () => {
     const e = tok.encode("hello world", { textPair: "hi" });
     assert.equal(e.ids[0], 0);
     assert.equal(e.tokens.at(-1), "[SEP]");
-    assert.deepEqual(e.tokenTypeIds, e.tokens.map((_, i) => (i <= e.tokens.indexOf("[SEP]") ? 0 : 1)));
+    assert.deepEqual(
+      e.tokenTypeIds,
+      e.tokens.map((_, i) => (i <= e.tokens.indexOf("[SEP]") ? 0 : 1)),
+    );
     const text = "hello world";
     const single = tok.encode(text);
     assert.deepEqual(single.offsets?.[0], [0, 0]);
-    assert.equal(single.offsets?.slice(1, -1).map(([a, b]) => text.slice(a, b)).join(""), text);
+    assert.equal(
+      single.offsets
+        ?.slice(1, -1)
+        .map(([a, b]) => text.slice(a, b))
+        .join(""),
+      text,
+    );
   });
 
   test("truncation keeps room for special tokens", () => {
@@ -169,7 +195,10 @@ describe("Tokenizer: encoding options", () => {
     const pairTokens = tok.encode("hi there", { addSpecialTokens: false }).tokens;
     assert.deepEqual(p.tokens.slice(-pairTokens.length - 1), [...pairTokens, "[SEP]"]);
     assert.equal(p.tokens.filter((t) => t === "[SEP]").length, 2);
-    assert.throws(() => tok.encode(long, { truncation: true, maxLength: 1 }), (e: unknown) => e instanceof TokenizerError && e.key === "maxLength");
+    assert.throws(
+      () => tok.encode(long, { truncation: true, maxLength: 1 }),
+      (e: unknown) => e instanceof TokenizerError && e.key === "maxLength",
+    );
   });
 
   test("encodeBatch pads right with pad_token, attention 0", () => {
@@ -182,7 +211,10 @@ describe("Tokenizer: encoding options", () => {
     const left = Tokenizer.fromJSON(withTemplate, { pad_token: "[PAD]", padding_side: "left" });
     const [c] = left.encodeBatch(["hello", "hello world there"], { padding: "longest" });
     assert.equal(c!.ids[0], pad);
-    assert.throws(() => Tokenizer.fromJSON(json, {}).encodeBatch(["a", "bb"], { padding: true }), (e: unknown) => e instanceof TokenizerError && e.key === "pad_token");
+    assert.throws(
+      () => Tokenizer.fromJSON(json, {}).encodeBatch(["a", "bb"], { padding: true }),
+      (e: unknown) => e instanceof TokenizerError && e.key === "pad_token",
+    );
   });
 });
 
@@ -191,7 +223,8 @@ describe("Tokenizer: chat template details", () => {
 
   test("a boundary inside a pre-token: the straddling token counts as assistant", () => {
     // "assistant: " + "Paris" -> " Paris" is one pre-token that straddles the reply start.
-    const tpl = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}{{ 'assistant: ' }}{% endif %}";
+    const tpl =
+      "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}{{ 'assistant: ' }}{% endif %}";
     const tok = Tokenizer.fromJSON(base, { chat_template: tpl });
     const msgs = [
       { role: "user", content: "Hi" },
@@ -217,23 +250,34 @@ describe("Tokenizer: chat template details", () => {
     assert.equal(tok.applyChatTemplate(msgs), "Dx");
     assert.equal(tok.applyChatTemplate(msgs, { tools: [{ type: "function" }, { type: "function" }] }), "T2x");
     assert.equal(tok.applyChatTemplate(msgs, { templateName: "default", tools: [{}] }), "Dx");
-    assert.throws(() => tok.applyChatTemplate(msgs, { templateName: "nope" }), (e: unknown) => e instanceof TokenizerError && e.key === "chat_template");
-    assert.throws(() => Tokenizer.fromJSON(base, {}).applyChatTemplate(msgs), (e: unknown) => e instanceof TokenizerError && e.key === "chat_template");
+    assert.throws(
+      () => tok.applyChatTemplate(msgs, { templateName: "nope" }),
+      (e: unknown) => e instanceof TokenizerError && e.key === "chat_template",
+    );
+    assert.throws(
+      () => Tokenizer.fromJSON(base, {}).applyChatTemplate(msgs),
+      (e: unknown) => e instanceof TokenizerError && e.key === "chat_template",
+    );
   });
 
   test("template sees special tokens and raise_exception surfaces as TokenizerError", () => {
-    const tpl = "{{ bos_token }}{% for m in messages %}{% if m.role == 'tool' %}{{ raise_exception('no tools') }}{% endif %}{{ m.content + eos_token }}{% endfor %}";
+    const tpl =
+      "{{ bos_token }}{% for m in messages %}{% if m.role == 'tool' %}{{ raise_exception('no tools') }}{% endif %}{{ m.content + eos_token }}{% endfor %}";
     const tok = Tokenizer.fromJSON(base, { bos_token: "<|im_start|>", eos_token: "<|im_end|>", chat_template: tpl });
     assert.equal(tok.applyChatTemplate([{ role: "user", content: "a" }]), "<|im_start|>a<|im_end|>");
     assert.throws(() => tok.applyChatTemplate([{ role: "tool", content: "a" }]), /no tools/);
   });
 
   test("{% generation %} markers (SmolLM3-style) are accepted and ignored", () => {
-    const tpl = "{% for m in messages %}<|im_start|>{{ m.role }}\n{% if m.role == 'assistant' %}{% generation %}{{ m.content }}<|im_end|>{% endgeneration %}{% else %}{{ m.content }}<|im_end|>{% endif %}\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+    const tpl =
+      "{% for m in messages %}<|im_start|>{{ m.role }}\n{% if m.role == 'assistant' %}{% generation %}{{ m.content }}<|im_end|>{% endgeneration %}{% else %}{{ m.content }}<|im_end|>{% endif %}\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
     const tok = Tokenizer.fromJSON(base, { eos_token: "<|im_end|>", chat_template: tpl });
     const { ids, assistantMask, text } = tok.applyChatTemplateWithMask(conversation.slice(0, 3));
     // Like transformers (trim_blocks), the newline right after a block tag is dropped.
-    assert.equal(text, "<|im_start|>user\nWhat is the capital of France?<|im_end|><|im_start|>assistant\nParis.<|im_end|><|im_start|>user\nAnd of Italy?<|im_end|>");
+    assert.equal(
+      text,
+      "<|im_start|>user\nWhat is the capital of France?<|im_end|><|im_start|>assistant\nParis.<|im_end|><|im_start|>user\nAnd of Italy?<|im_end|>",
+    );
     assert.deepEqual(maskedRuns(tok, ids, assistantMask), ["Paris.<|im_end|>"]);
   });
 });
@@ -242,9 +286,16 @@ describe("Tokenizer: special-token resolution and errors", () => {
   const base = chatmlTokenizerJson();
 
   test("special_tokens_map.json overrides tokenizer_config.json; AddedToken objects accepted", () => {
-    const tok = Tokenizer.fromJSON(base, { eos_token: { content: "<|im_end|>", special: true } }, { eos_token: "<|endoftext|>" });
+    const tok = Tokenizer.fromJSON(
+      base,
+      { eos_token: { content: "<|im_end|>", special: true } },
+      { eos_token: "<|endoftext|>" },
+    );
     assert.equal(tok.eosTokenId, 0);
-    assert.equal(Tokenizer.fromJSON(base, { eos_token: { __type: "AddedToken", content: "<|im_end|>" } }).eosTokenId, 2);
+    assert.equal(
+      Tokenizer.fromJSON(base, { eos_token: { __type: "AddedToken", content: "<|im_end|>" } }).eosTokenId,
+      2,
+    );
   });
 
   test("class defaults (GPT2Tokenizer) fill gaps; explicit null disables them", () => {
@@ -252,7 +303,10 @@ describe("Tokenizer: special-token resolution and errors", () => {
     assert.equal(tok.eosTokenId, 0);
     assert.equal(tok.bosTokenId, 0);
     assert.equal(tok.padTokenId, undefined);
-    assert.equal(Tokenizer.fromJSON(base, { tokenizer_class: "GPT2TokenizerFast", bos_token: null }).bosTokenId, undefined);
+    assert.equal(
+      Tokenizer.fromJSON(base, { tokenizer_class: "GPT2TokenizerFast", bos_token: null }).bosTokenId,
+      undefined,
+    );
   });
 
   test("an unknown special token names the file and key", () => {
@@ -260,19 +314,28 @@ describe("Tokenizer: special-token resolution and errors", () => {
       () => Tokenizer.fromJSON(base, { eos_token: "</s>" }),
       (e: unknown) => e instanceof TokenizerError && e.file === "tokenizer_config.json" && e.key === "eos_token",
     );
-    assert.throws(() => Tokenizer.fromJSON({ version: "1.0" }), (e: unknown) => e instanceof TokenizerError && e.key === "model");
+    assert.throws(
+      () => Tokenizer.fromJSON({ version: "1.0" }),
+      (e: unknown) => e instanceof TokenizerError && e.key === "model",
+    );
     assert.throws(() => Tokenizer.fromJSON(base, []), TokenizerError);
   });
 
   test("fromDir: missing tokenizer.json, bad config JSON, chat_template.jinja", async () => {
     const dir = await mkdtemp(join(tmpdir(), "tunekit-tok-"));
     try {
-      await assert.rejects(Tokenizer.fromDir(dir), (e: unknown) => e instanceof TokenizerError && e.file.endsWith("tokenizer.json"));
+      await assert.rejects(
+        Tokenizer.fromDir(dir),
+        (e: unknown) => e instanceof TokenizerError && e.file.endsWith("tokenizer.json"),
+      );
       await writeFile(join(dir, "tokenizer.json"), JSON.stringify(base));
       await writeFile(join(dir, "tokenizer_config.json"), '{"eos_token": "<|im_end|>",}');
       await assert.rejects(Tokenizer.fromDir(dir), /tokenizer_config\.json.*invalid JSON at line 1/);
       await writeFile(join(dir, "tokenizer_config.json"), '{"eos_token": "</s>"}');
-      await assert.rejects(Tokenizer.fromDir(dir), (e: unknown) => e instanceof TokenizerError && e.file === join(dir, "tokenizer_config.json"));
+      await assert.rejects(
+        Tokenizer.fromDir(dir),
+        (e: unknown) => e instanceof TokenizerError && e.file === join(dir, "tokenizer_config.json"),
+      );
       await writeFile(join(dir, "tokenizer_config.json"), '{"eos_token": "<|im_end|>", "chat_template": "old"}');
       await writeFile(join(dir, "chat_template.jinja"), "{% for m in messages %}[{{ m.content }}]{% endfor %}");
       const tok = await Tokenizer.fromDir(dir);

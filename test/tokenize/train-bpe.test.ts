@@ -7,8 +7,14 @@ import { trainByteLevelBPE } from "../../src/tokenize/train-bpe.ts";
 /** Deterministic pseudo-English: Zipf-distributed words from a seeded LCG. */
 function corpus(bytes: number, seed = 7): string[] {
   let s = seed >>> 0;
-  const rnd = () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32;
-  const syl = "ba be bi bo bu ka ke ki ko ku la le li lo lu ma me mi mo mu na ne ni no nu ra re ri ro ru sa se si so su ta te ti to tu ver tion ing pre con str th sh ch qu ée ün ß".split(" ");
+  const rnd = () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 2 ** 32;
+  };
+  const syl =
+    "ba be bi bo bu ka ke ki ko ku la le li lo lu ma me mi mo mu na ne ni no nu ra re ri ro ru sa se si so su ta te ti to tu ver tion ing pre con str th sh ch qu ée ün ß".split(
+      " ",
+    );
   const words = Array.from({ length: 30000 }, () => {
     let w = "";
     const n = 1 + Math.floor(rnd() * 4);
@@ -45,10 +51,13 @@ describe("trainByteLevelBPE", () => {
     assert.equal(tok.vocabSize, 1000);
     assert.equal(Object.keys(json.model.vocab).length + specials.length, 1000);
     assert.equal(json.model.merges.length, 1000 - 256 - specials.length);
-    assert.deepEqual(json.added_tokens.map((t) => [t.id, t.content, t.special]), [
-      [0, "<|endoftext|>", true],
-      [1, "<|pad|>", true],
-    ]);
+    assert.deepEqual(
+      json.added_tokens.map((t) => [t.id, t.content, t.special]),
+      [
+        [0, "<|endoftext|>", true],
+        [1, "<|pad|>", true],
+      ],
+    );
     assert.equal(tok.eosTokenId, 0);
     assert.equal(tok.padTokenId, 1);
     // Every merge result is in the vocab with an id after both of its parts.
@@ -80,7 +89,10 @@ describe("trainByteLevelBPE", () => {
   });
 
   test("bad options are typed errors", () => {
-    assert.throws(() => trainByteLevelBPE(["x"], { vocabSize: 100 }), (e: unknown) => e instanceof TokenizerError && e.key === "vocabSize");
+    assert.throws(
+      () => trainByteLevelBPE(["x"], { vocabSize: 100 }),
+      (e: unknown) => e instanceof TokenizerError && e.key === "vocabSize",
+    );
     assert.throws(() => trainByteLevelBPE(["x"], { vocabSize: 300, specialTokens: ["a", "a"] }), TokenizerError);
   });
 
