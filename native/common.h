@@ -1,0 +1,58 @@
+// Shared plumbing for the tunekit kernels: ISA selection, the persistent thread pool, per-thread
+// scratch buffers and the SGEMM entry points every other kernel family builds on.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+namespace tk {
+
+enum class Isa { generic = 0, avx2 = 1, avx512 = 2 };
+
+// ---- runtime.cc ----------------------------------------------------------------------------
+Isa isa();
+const char* isa_name(Isa i);
+bool cpu_has(Isa i);
+// Sets the ISA path and thread count; returns an error message or nullptr.
+const char* configure(const char* isa_name, int threads);
+int num_threads();
+
+// A non-owning callable reference: parallel_for takes any lambda without allocating.
+struct TaskRef {
+  void* obj;
+  void (*call)(void*, long task, int thread);
+};
+void parallel_for_ref(long ntasks, const TaskRef& f);
+// Runs f(task, thread) for task in [0, ntasks) on the pool (thread in [0, num_threads())).
+// Nested calls and calls while another JS thread holds the pool run inline.
+template <class F>
+inline void parallel_for(long ntasks, F&& f) {
+  TaskRef r{(void*)&f, [](void* o, long t, int th) { (*(typename std::remove_reference<F>::type*)o)(t, th); }};
+  parallel_for_ref(ntasks, r);
+}
+// Index of the calling pool thread (0 outside the pool).
+int thread_index();
+
+// Per-thread scratch: slot `slot` of the calling thread, grown (never shrunk) to n floats,
+// 64-byte aligned. Contents are undefined.
+float* scratch(int slot, size_t n);
+// Process-wide workspace shared by a single kernel call (e.g. im2col columns); same growth rule.
+float* workspace(int slot, size_t n);
+
+// ---- gemm.cc --------------------------------------------------------------------------------
+// C (M,N) [+]= A (M,K) @ B (K,N). A and B have arbitrary element strides (rs = row, cs = column),
+// C is row-major with row stride ldc. accumulate: add into C instead of overwriting.
+// Threads over tiles of C.
+void sgemm(long M, long N, long K, const float* A, long rsa, long csa, const float* B, long rsb, long csb,
+           float* C, long ldc, bool accumulate);
+// Same, on the calling thread only (for callers that already parallelise).
+void sgemm_serial(long M, long N, long K, const float* A, long rsa, long csa, const float* B, long rsb,
+                  long csb, float* C, long ldc, bool accumulate);
+// Batched: nb problems, batch b at A + aoff[b], B + boff[b], C + coff[b].
+void sgemm_batched(long nb, const long* aoff, const long* boff, const long* coff, long M, long N, long K,
+                   const float* A, long rsa, long csa, const float* B, long rsb, long csb, float* C, long ldc,
+                   bool accumulate);
+// Register-only FMA throughput loop (GFLOP/s measurement); returns flops done.
+double fma_peak_loop(long iters);
+
+}  // namespace tk

@@ -1,0 +1,114 @@
+// SGEMM: BLIS/GotoBLAS-style packed, cache-blocked GEMM with an ISA-specific register-blocked
+// micro-kernel (AVX-512 6x64, AVX2 6x16, portable 4x8), threaded over tiles of C or over batches.
+#include <algorithm>
+#include <cstring>
+
+#include "common.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+namespace tk {
+
+namespace gemm_generic {
+#define TK_LEVEL 0
+#include "gemm_kernels.inc"
+#undef TK_LEVEL
+}  // namespace gemm_generic
+
+#if defined(__x86_64__)
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+namespace gemm_avx2 {
+#define TK_LEVEL 1
+#include "gemm_kernels.inc"
+#undef TK_LEVEL
+}  // namespace gemm_avx2
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,fma,avx2")
+namespace gemm_avx512 {
+#define TK_LEVEL 2
+#include "gemm_kernels.inc"
+#undef TK_LEVEL
+}  // namespace gemm_avx512
+#pragma GCC pop_options
+#endif
+
+namespace {
+struct Impl {
+  int mr, nr;
+  long nc;
+  void (*serial)(long, long, long, const float*, long, long, const float*, long, long, float*, long, bool);
+  double (*peak)(long);
+};
+Impl impl() {
+#if defined(__x86_64__)
+  if (isa() == Isa::avx512) return {gemm_avx512::MR, gemm_avx512::NR, gemm_avx512::NC, gemm_avx512::gemm_serial, gemm_avx512::fma_peak};
+  if (isa() == Isa::avx2) return {gemm_avx2::MR, gemm_avx2::NR, gemm_avx2::NC, gemm_avx2::gemm_serial, gemm_avx2::fma_peak};
+#endif
+  return {gemm_generic::MR, gemm_generic::NR, gemm_generic::NC, gemm_generic::gemm_serial, gemm_generic::fma_peak};
+}
+
+void zero_or_keep(long M, long N, float* C, long ldc, bool accumulate) {
+  if (accumulate) return;
+  for (long i = 0; i < M; i++) std::memset(C + i * ldc, 0, sizeof(float) * N);
+}
+}  // namespace
+
+void sgemm_serial(long M, long N, long K, const float* A, long rsa, long csa, const float* B, long rsb, long csb,
+                  float* C, long ldc, bool accumulate) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) return zero_or_keep(M, N, C, ldc, accumulate);
+  impl().serial(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate);
+}
+
+// A (M,K) @ B (K,N): split C among the threads along M or along N, whichever repacks less
+// (each thread packs the operand it shares with the others).
+void sgemm(long M, long N, long K, const float* A, long rsa, long csa, const float* B, long rsb, long csb, float* C,
+           long ldc, bool accumulate) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) return zero_or_keep(M, N, C, ldc, accumulate);
+  Impl im = impl();
+  int T = num_threads();
+  double flops = 2.0 * M * N * K;
+  if (T == 1 || flops < 2.0 * 96 * 96 * 96) return im.serial(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate);
+  auto ceil_div = [](long a, long b) { return (a + b - 1) / b; };
+  // packing cost (floats moved) of each split
+  double costM = (double)T * K * N + (double)M * K * ceil_div(N, im.nc);
+  double costN = (double)K * N + (double)T * M * K * ceil_div(ceil_div(N, T), im.nc);
+  bool splitM = M >= (long)T * im.mr && (costM <= costN || N < (long)T * im.nr);
+  if (!splitM && N < (long)T * im.nr) return im.serial(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate);
+  long unit = splitM ? im.mr : im.nr, len = splitM ? M : N;
+  long chunk = ceil_div(ceil_div(len, unit), T) * unit;
+  long ntasks = ceil_div(len, chunk);
+  parallel_for(ntasks, [&](long t, int) {
+    long s = t * chunk, e = std::min(len, s + chunk);
+    if (splitM)
+      im.serial(e - s, N, K, A + s * rsa, rsa, csa, B, rsb, csb, C + s * ldc, ldc, accumulate);
+    else
+      im.serial(M, e - s, K, A, rsa, csa, B + s * csb, rsb, csb, C + s, ldc, accumulate);
+  });
+}
+
+void sgemm_batched(long nb, const long* aoff, const long* boff, const long* coff, long M, long N, long K,
+                   const float* A, long rsa, long csa, const float* B, long rsb, long csb, float* C, long ldc,
+                   bool accumulate) {
+  if (nb <= 0) return;
+  double flops = 2.0 * M * N * K;
+  int T = num_threads();
+  if (nb == 1 || (nb < 4L * T && flops >= 2.0 * 256 * 256 * 256)) {
+    for (long b = 0; b < nb; b++)
+      sgemm(M, N, K, A + aoff[b], rsa, csa, B + boff[b], rsb, csb, C + coff[b], ldc, accumulate);
+    return;
+  }
+  parallel_for(nb, [&](long b, int) {
+    sgemm_serial(M, N, K, A + aoff[b], rsa, csa, B + boff[b], rsb, csb, C + coff[b], ldc, accumulate);
+  });
+}
+
+double fma_peak_loop(long iters) { return impl().peak(iters); }
+
+}  // namespace tk
