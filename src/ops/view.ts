@@ -22,7 +22,11 @@ export const VIEWS = new Map<string, ViewSpec<never>>();
 
 function defineView<A>(spec: ViewSpec<A>): (x: Tensor, attrs: A) => Tensor {
   VIEWS.set(spec.name, spec as ViewSpec<never>);
-  return (x, attrs) => record(spec.view(x, attrs), spec.name, [x], (g) => [spec.vjp(g, x, attrs)]);
+  return (x, attrs) => {
+    const v = spec.view(x, attrs);
+    // An identity view is x itself: recording on it would turn a leaf into its own child.
+    return v === x ? x : record(v, spec.name, [x], (g) => [spec.vjp(g, x, attrs)]);
+  };
 }
 
 /** Strides for viewing `x` as `shape` without a copy, or null when the layout forbids it. */
