@@ -174,6 +174,12 @@ export abstract class Module {
     return this.setTrainable(true, patterns);
   }
 
+  /**
+   * Hook: `freeze()`/`unfreeze()` call it on every module whose dotted path matches the patterns (all
+   * modules when none are given), after the parameters changed. BatchNorm uses it to mark itself.
+   */
+  onFreezeChange?(frozen: boolean): void;
+
   private setTrainable(on: boolean, patterns?: readonly string[]): number {
     let n = 0;
     for (const [name, p] of this.namedParameters()) {
@@ -183,6 +189,7 @@ export abstract class Module {
       if (!on) p.grad = null;
       n++;
     }
+    for (const [path, m] of this.namedModules()) if (m.onFreezeChange && (!patterns || (path && matchesAny(path, patterns)))) m.onFreezeChange(!on);
     return n;
   }
 
