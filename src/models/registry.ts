@@ -32,9 +32,19 @@ export interface Architecture {
   /** Tasks this architecture provides heads for. */
   tasks: readonly Task[];
   /** Builds a randomly initialised model (seeded by the global generator) from a raw config.json object. */
-  create(config: Record<string, unknown>, task: Task, file?: string): PretrainedModel;
+  create(config: Record<string, unknown>, task: Task, file?: string, opts?: CreateOptions): PretrainedModel;
   /** Maps checkpoint keys (HF/torchvision names, possibly with legacy prefixes) to ours; data, not code, where possible. */
   renameKey?(key: string): string | null;
+  /** HF `base_model_prefix` ("transformer", "model"): checkpoints of the bare backbone lack it, head models add it. */
+  basePrefix?: string;
+  /** Checkpoint keys to drop silently (HF `_keys_to_ignore_on_load_unexpected`: old mask buffers, rotary inv_freq). */
+  ignoreKeys?: readonly RegExp[];
+}
+
+/** Options for {@link Architecture.create}. */
+export interface CreateOptions {
+  /** Allocate zeros instead of drawing random weights: a checkpoint is about to overwrite them. */
+  skipInit?: boolean;
 }
 
 const ARCH = new Map<string, Architecture>();

@@ -1,0 +1,253 @@
+/**
+ * Building blocks shared by the decoder architectures: small modules over `Parameter`s + ops
+ * (HF parameter names: `weight`, `bias`), rotary tables with HF's `rope_scaling` variants, the
+ * attention-mask builder, the KV cache and parameter helpers used by the loader.
+ *
+ * The layers here are deliberately minimal; they use the same field names as `torch.nn` so a state
+ * dict written by `transformers` loads without renaming.
+ */
+import { ValueError } from "../tensor/errors.ts";
+import { Module, Parameter } from "../nn/module.ts";
+import { type Tensor, randn, tensor, zeros, ones } from "../tensor/tensor.ts";
+import { add, cat, embedding, gelu, layerNorm, linear, matmul, mul, reshape, rmsNorm, silu, relu, tanh, where, sigmoid } from "../ops/index.ts";
+import { ConfigError, type ConfigSource, getNumber, getString } from "../formats/hf-config.ts";
+
+/** Float32 `finfo.min`: what HF adds to masked attention scores. */
+export const MASK_MIN = -3.4028234663852886e38;
+
+/** Options for parameter initialisation: HF `_init_weights` draws N(0, std) for weights. */
+export interface InitOptions {
+  std: number;
+  /** Skip the random draw (zeros) because a checkpoint will overwrite the values. */
+  skipInit?: boolean;
+}
+
+export function initNormal(shape: number[], o: InitOptions): Parameter {
+  if (o.skipInit) return new Parameter(zeros(shape));
+  return new Parameter(mul(randn(shape), o.std).detach());
+}
+
+/** `nn.Linear`: weight (out, in), optional bias (HF inits the bias to zero). */
+export class Linear extends Module {
+  weight: Parameter;
+  bias: Parameter | null;
+  constructor(inF: number, outF: number, bias: boolean, init: InitOptions) {
+    super();
+    this.weight = initNormal([outF, inF], init);
+    this.bias = bias ? new Parameter(zeros([outF])) : null;
+  }
+  forward(x: Tensor): Tensor {
+    return linear(x, this.weight, this.bias);
+  }
+}
+
+/** GPT-2's `Conv1D`: a linear layer whose weight is stored transposed, (in, out). */
+export class Conv1D extends Module {
+  weight: Parameter;
+  bias: Parameter;
+  constructor(inF: number, outF: number, init: InitOptions) {
+    super();
+    this.weight = initNormal([inF, outF], init);
+    this.bias = new Parameter(zeros([outF]));
+  }
+  forward(x: Tensor): Tensor {
+    const lead = x.shape.slice(0, -1);
+    const y = add(matmul(reshape(x, [-1, x.shape[x.ndim - 1]]), this.weight), this.bias);
+    return reshape(y, [...lead, this.weight.shape[1]]);
+  }
+}
+
+/** `nn.Embedding`; with `paddingIdx` that row gets no gradient (PyTorch semantics). */
+export class Embedding extends Module {
+  weight: Parameter;
+  constructor(num: number, dim: number, init: InitOptions, readonly paddingIdx?: number) {
+    super();
+    this.weight = initNormal([num, dim], init);
+    if (paddingIdx !== undefined && !init.skipInit && paddingIdx < num) this.weight.data.fill(0, paddingIdx * dim, (paddingIdx + 1) * dim);
+  }
+  forward(ids: Tensor): Tensor {
+    const y = embedding(this.weight, ids);
+    const p = this.paddingIdx;
+    if (p === undefined || !this.weight.requiresGrad || !ids.toFloat64Array().includes(p)) return y;
+    // Same values; the detached branch at padding positions stops their gradient.
+    const isPad = tensor(Uint8Array.from(ids.toFloat64Array(), (v) => (v === p ? 1 : 0)), { shape: [...ids.shape, 1], dtype: "bool" });
+    return where(isPad, y.detach(), y);
+  }
+}
+
+export class LayerNorm extends Module {
+  weight: Parameter;
+  bias: Parameter;
+  constructor(readonly dim: number, readonly eps: number) {
+    super();
+    this.weight = new Parameter(ones([dim]));
+    this.bias = new Parameter(zeros([dim]));
+  }
+  forward(x: Tensor): Tensor {
+    return layerNorm(x, [this.dim], this.weight, this.bias, this.eps);
+  }
+}
+
+export class RMSNorm extends Module {
+  weight: Parameter;
+  constructor(dim: number, readonly eps: number) {
+    super();
+    this.weight = new Parameter(ones([dim]));
+  }
+  forward(x: Tensor): Tensor {
+    return rmsNorm(x, this.weight, this.eps);
+  }
+}
+
+/** HF `ACT2FN` names we support. */
+export function activation(name: string, file = "config.json"): (x: Tensor) => Tensor {
+  switch (name) {
+    case "gelu_new":
+    case "gelu_pytorch_tanh":
+    case "gelu_fast":
+      return (x) => gelu(x, "tanh");
+    case "gelu":
+      return (x) => gelu(x);
+    case "silu":
+    case "swish":
+      return silu;
+    case "relu":
+      return relu;
+    case "tanh":
+      return tanh;
+    case "quick_gelu":
+      return (x) => mul(x, sigmoid(mul(x, 1.702)));
+    default:
+      throw new ConfigError(file, "hidden_act", "bad_value", `activation '${name}' is not supported`);
+  }
+}
+
+// ---- rotary embeddings with rope_scaling ------------------------------------------------------
+
+export interface RopeConfig {
+  dim: number;
+  theta: number;
+  maxPositions: number;
+  type: "default" | "linear" | "dynamic" | "llama3";
+  factor: number;
+  lowFreqFactor: number;
+  highFreqFactor: number;
+  originalMaxPositions: number;
+}
+
+/** Reads `rope_theta` / `rope_scaling` as HF's `ROPE_INIT_FUNCTIONS` understand them. */
+export function readRope(src: ConfigSource, dim: number, thetaDefault: number, maxPositions: number): RopeConfig {
+  const theta = getNumber(src, "rope_theta", thetaDefault, { min: 0 });
+  const rs = src.raw.rope_scaling;
+  const base: RopeConfig = { dim, theta, maxPositions, type: "default", factor: 1, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: maxPositions };
+  if (rs === undefined || rs === null) return base;
+  if (typeof rs !== "object" || Array.isArray(rs)) throw new ConfigError(src.file, "rope_scaling", "not_object", "expected an object or null");
+  const r: ConfigSource = { raw: rs as Record<string, unknown>, file: src.file };
+  const type = getString(r, "rope_type", getString(r, "type", "default"));
+  if (type === "default") return base;
+  if (type !== "linear" && type !== "dynamic" && type !== "llama3") {
+    throw new ConfigError(src.file, "rope_scaling.rope_type", "bad_value", `'${type}' is not supported (default, linear, dynamic, llama3)`);
+  }
+  return {
+    ...base,
+    type,
+    factor: getNumber(r, "factor", undefined, { min: 0 }),
+    lowFreqFactor: getNumber(r, "low_freq_factor", 1, { min: 0 }),
+    highFreqFactor: getNumber(r, "high_freq_factor", 4, { min: 0 }),
+    originalMaxPositions: getNumber(r, "original_max_position_embeddings", maxPositions, { min: 1, integer: true }),
+  };
+}
+
+/** inv_freq as HF computes it (float32 arithmetic), including the scaling rules. `seqLen` drives "dynamic". */
+export function ropeInvFreq(c: RopeConfig, seqLen: number): Float64Array {
+  const f = Math.fround;
+  let theta = c.theta;
+  if (c.type === "dynamic" && seqLen > c.maxPositions) {
+    theta = theta * ((c.factor * seqLen) / c.maxPositions - (c.factor - 1)) ** (c.dim / (c.dim - 2));
+  }
+  const half = c.dim / 2;
+  const inv = Float64Array.from({ length: half }, (_, i) => f(1 / f(f(theta) ** f((2 * i) / c.dim))));
+  if (c.type === "linear") for (let i = 0; i < half; i++) inv[i] = f(inv[i] / c.factor);
+  if (c.type === "llama3") {
+    const lowWavelen = c.originalMaxPositions / c.lowFreqFactor;
+    const highWavelen = c.originalMaxPositions / c.highFreqFactor;
+    for (let i = 0; i < half; i++) {
+      const wavelen = (2 * Math.PI) / inv[i];
+      if (wavelen > lowWavelen) inv[i] = inv[i] / c.factor;
+      else if (wavelen >= highWavelen) {
+        const smooth = (c.originalMaxPositions / wavelen - c.lowFreqFactor) / (c.highFreqFactor - c.lowFreqFactor);
+        inv[i] = (1 - smooth) * (inv[i] / c.factor) + smooth * inv[i];
+      }
+      inv[i] = f(inv[i]);
+    }
+  }
+  return inv;
+}
+
+// ---- masks, positions, cache ------------------------------------------------------------------
+
+/** Additive key-padding mask (B, 1, 1, S) from a 0/1 attention mask (B, S); null when nothing is masked. */
+export function paddingMask(attentionMask: Tensor | null | undefined): Tensor | null {
+  if (!attentionMask) return null;
+  const v = attentionMask.toFloat64Array();
+  if (v.every((x) => x !== 0)) return null;
+  const [B, S] = attentionMask.shape;
+  return tensor(Float32Array.from(v, (x) => (x !== 0 ? 0 : MASK_MIN)), { shape: [B, 1, 1, S] });
+}
+
+/** Default position ids (B, T): past..past+T-1 for every row, as HF does when none are given. */
+export function defaultPositions(B: number, T: number, past: number): number[][] {
+  return Array.from({ length: B }, () => Array.from({ length: T }, (_, i) => past + i));
+}
+
+export function positionsOf(positionIds: Tensor | null | undefined, B: number, T: number, past: number): number[][] {
+  if (!positionIds) return defaultPositions(B, T, past);
+  const v = positionIds.toList();
+  if (positionIds.size !== B * T) throw new ValueError(`positionIds: expected ${B}x${T} values, got shape [${positionIds.shape}]`);
+  return Array.from({ length: B }, (_, b) => v.slice(b * T, (b + 1) * T));
+}
+
+/** Per-layer key/value tensors (B, Hkv, S, D) grown along S; what `generate` carries between steps. */
+export class KVCache {
+  keys: (Tensor | null)[];
+  values: (Tensor | null)[];
+  constructor(readonly numLayers: number) {
+    this.keys = new Array(numLayers).fill(null);
+    this.values = new Array(numLayers).fill(null);
+  }
+  /** Cached sequence length. */
+  get length(): number {
+    return this.keys[0]?.shape[2] ?? 0;
+  }
+  /** Appends this step's k/v for layer `i` and returns the full k/v. */
+  update(i: number, k: Tensor, v: Tensor): [Tensor, Tensor] {
+    const pk = this.keys[i];
+    const pv = this.values[i];
+    this.keys[i] = pk ? cat([pk, k], 2) : k;
+    this.values[i] = pv ? cat([pv, v], 2) : v;
+    return [this.keys[i]!, this.values[i]!];
+  }
+}
+
+// ---- parameter helpers ------------------------------------------------------------------------
+
+/** Replaces the parameter at dotted `name` with `t` (same shape), keeping the object tree; returns false when absent. */
+export function assignParameter(root: Module, name: string, t: Tensor): boolean {
+  const dot = name.lastIndexOf(".");
+  const path = dot < 0 ? "" : name.slice(0, dot);
+  const field = name.slice(dot + 1);
+  const mod = root.namedModules().find(([p]) => p === path)?.[1];
+  const rec = mod as unknown as Record<string, unknown> | undefined;
+  if (!rec || !(rec[field] instanceof Parameter)) return false;
+  const old = rec[field] as Parameter;
+  const p = new Parameter(t, old.requiresGrad || t.dtype === "float32");
+  rec[field] = p;
+  return true;
+}
+
+/** Parameters reachable under every name (tied parameters under each of their names). */
+export function allParameterNames(root: Module): Map<string, Parameter> {
+  const out = new Map<string, Parameter>();
+  for (const [path, m] of root.namedModules()) for (const [k, p] of m.ownParameters()) out.set(path ? `${path}.${k}` : k, p);
+  return out;
+}
