@@ -6,7 +6,7 @@
  *
  * @example
  * const model = getArchitecture("bert").create(config, "sequence-classification");
- * const { logits, loss } = model.forward({ input_ids, attention_mask, token_type_ids, labels });
+ * const { logits, loss } = model.forward({ inputIds, attentionMask, tokenTypeIds, labels });
  */
 import { type ConfigSource, getNumber, getString } from "../formats/hf-config.ts";
 import { Module } from "../nn/module.ts";
@@ -232,14 +232,14 @@ export class BertModel extends Module {
     this.pooler = addPoolingLayer ? new BertPooler(cfg) : null;
   }
   forward(inp: TextInputs): EncoderOutput {
-    return runEncoder(this.embeddings.forward(inp.input_ids, inp.token_type_ids, inp.position_ids), this.encoder, this.pooler, inp);
+    return runEncoder(this.embeddings.forward(inp.inputIds, inp.tokenTypeIds, inp.positionIds), this.encoder, this.pooler, inp);
   }
 }
 
 /** Shared by BERT and RoBERTa: embedding output -> encoder -> optional pooler. */
 export function runEncoder(emb: Tensor, encoder: BertEncoder, pooler: BertPooler | null, inp: TextInputs): EncoderOutput {
-  const states = inp.output_hidden_states ? [emb] : undefined;
-  const h = encoder.forward(emb, extendedAttentionMask(inp.attention_mask), states);
+  const states = inp.outputHiddenStates ? [emb] : undefined;
+  const h = encoder.forward(emb, extendedAttentionMask(inp.attentionMask), states);
   return { lastHiddenState: h, poolerOutput: pooler?.forward(h), hiddenStates: states };
 }
 

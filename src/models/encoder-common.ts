@@ -194,20 +194,20 @@ export function tokenClassificationLoss(logits: Tensor, labels: Tensor, numLabel
 
 // ---- inputs and outputs -----------------------------------------------------------------------
 
-/** Inputs of the text encoders, with HF's argument names (what a collator produces). */
+/** Inputs of the text encoders: HF's argument names in camelCase (as the decoders' `DecoderInputs`). */
 export interface TextInputs {
   /** (B, T) int32 token ids. */
-  input_ids: Tensor;
+  inputIds: Tensor;
   /** (B, T) 1 = attend, 0 = padding. */
-  attention_mask?: Tensor | null;
+  attentionMask?: Tensor | null;
   /** (B, T) segment ids (BERT, RoBERTa); zeros when absent. */
-  token_type_ids?: Tensor | null;
+  tokenTypeIds?: Tensor | null;
   /** (B, T) explicit position ids. */
-  position_ids?: Tensor | null;
+  positionIds?: Tensor | null;
   /** int32 class ids (single-label, token classification) or float targets (multi-label, regression). */
   labels?: Tensor | null;
   /** Also return the embedding output and each layer's output. */
-  output_hidden_states?: boolean;
+  outputHiddenStates?: boolean;
 }
 
 /** What a model with a head returns (HF's `logits`, `loss`, `hidden_states`). */

@@ -46,11 +46,11 @@ describe("bert parity (transformers 4.40)", () => {
   model.loadStateDict(weights);
   model.eval();
   const out = model.forward({
-    input_ids: ids(ref.inputs.input_ids),
-    attention_mask: ids(ref.inputs.attention_mask),
-    token_type_ids: ids(ref.inputs.token_type_ids as number[][]),
+    inputIds: ids(ref.inputs.input_ids),
+    attentionMask: ids(ref.inputs.attention_mask),
+    tokenTypeIds: ids(ref.inputs.token_type_ids as number[][]),
     labels: tensor(Int32Array.from(ref.labels)),
-    output_hidden_states: true,
+    outputHiddenStates: true,
   });
   backward(out.loss as Tensor);
 
@@ -103,7 +103,7 @@ describe("bert parity (transformers 4.40)", () => {
 
 describe("bert heads", () => {
   const small = { ...config, num_hidden_layers: 1, id2label: undefined, label2id: undefined };
-  const inp = { input_ids: ids([[2, 5, 6, 0]]), attention_mask: ids([[1, 1, 1, 0]]) };
+  const inp = { inputIds: ids([[2, 5, 6, 0]]), attentionMask: ids([[1, 1, 1, 0]]) };
 
   test("token classification: names, shapes, CE over tokens ignoring -100", () => {
     manualSeed(3);
@@ -136,7 +136,7 @@ describe("bert heads", () => {
   test("padding_idx row of word_embeddings gets no gradient (nn.Embedding(padding_idx))", () => {
     manualSeed(5);
     const m = new BertForSequenceClassification({ ...small, num_labels: 2 });
-    const o = m.forward({ input_ids: ids([[2, 0, 6, 0]]), labels: tensor(Int32Array.from([1])) });
+    const o = m.forward({ inputIds: ids([[2, 0, 6, 0]]), labels: tensor(Int32Array.from([1])) });
     backward(o.loss as Tensor);
     const g = m.bert.embeddings.word_embeddings.weight.grad as Tensor;
     const H = g.shape[1];
