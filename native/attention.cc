@@ -16,10 +16,14 @@ constexpr long BR = 64, BC = 128;
 constexpr float NEG_INF = -std::numeric_limits<float>::infinity();
 
 struct Att {
-  long B, H, Hkv, T, S, D, MH;  // MH: mask heads (0 = no mask, 1 or H)
+  long B, H, Hkv, T, S, D;
   bool causal;
   float scale;
+  long msb, msh, mst, mss;  // mask element strides over (b, h, t, s); 0 = broadcast
 };
+Att att(const int32_t* m, float scale) {
+  return {m[0], m[1], m[2], m[3], m[4], m[5], m[6] != 0, scale, m[7], m[8], m[9], m[10]};
+}
 
 // Last key index (exclusive) any row in [i0, i0+rows) may see.
 long key_limit(const Att& a, long i0, long rows) {
@@ -30,12 +34,14 @@ long key_limit(const Att& a, long i0, long rows) {
 
 // s (rows, cols) raw scores -> scaled, masked scores in place
 void mask_scores(const Att& a, const float* mask, long b, long h, long i0, long rows, long j0, long cols, float* s) {
-  const float* mrow = mask ? mask + ((b * a.MH + (a.MH == 1 ? 0 : h)) * a.T + i0) * a.S + j0 : nullptr;
+  const float* mrow = mask ? mask + b * a.msb + h * a.msh + i0 * a.mst + j0 * a.mss : nullptr;
   for (long r = 0; r < rows; r++) {
     float* sr = s + r * BC;
     for (long c = 0; c < cols; c++) sr[c] *= a.scale;
-    if (mrow)
-      for (long c = 0; c < cols; c++) sr[c] += mrow[r * a.S + c];
+    if (mrow && a.mss == 1)
+      for (long c = 0; c < cols; c++) sr[c] += mrow[r * a.mst + c];
+    else if (mrow)
+      for (long c = 0; c < cols; c++) sr[c] += mrow[r * a.mst + c * a.mss];
     if (a.causal) {
       long lim = i0 + r + (a.S - a.T) - j0 + 1;  // keys c < lim allowed
       for (long c = std::max(0L, lim); c < cols; c++) sr[c] = NEG_INF;
@@ -47,7 +53,7 @@ void mask_scores(const Att& a, const float* mask, long b, long h, long i0, long 
 // q (B,H,T,D), k/v (B,Hkv,S,D), mask (B,MH,T,S) | null -> out (B,H,T,D), lse (B,H,T)
 void attention_forward(const int32_t* meta, float scale, const float* q, const float* k, const float* v,
                        const float* mask, float* out, float* lse) {
-  Att a{meta[0], meta[1], meta[2], meta[3], meta[4], meta[5], meta[6], meta[7] != 0, scale};
+  Att a = att(meta, scale);
   long nqb = (a.T + BR - 1) / BR, rep = a.H / a.Hkv;
   parallel_for(a.B * a.H * nqb, [&](long task, int) {
     long bh = task / nqb, i0 = (task % nqb) * BR, b = bh / a.H, h = bh % a.H;
@@ -103,7 +109,7 @@ void attention_forward(const int32_t* meta, float scale, const float* q, const f
 void attention_backward(const int32_t* meta, float scale, const float* q, const float* k, const float* v,
                         const float* mask, const float* out, const float* lse, const float* dout, float* dq,
                         float* dk, float* dv) {
-  Att a{meta[0], meta[1], meta[2], meta[3], meta[4], meta[5], meta[6], meta[7] != 0, scale};
+  Att a = att(meta, scale);
   long rep = a.H / a.Hkv;
   parallel_for(a.B * a.Hkv, [&](long task, int) {
     long b = task / a.Hkv, hk = task % a.Hkv;

@@ -79,7 +79,7 @@ inline float unary1(int op, float x) {
     case 8: return std::cos(x);
     case 9: return std::tanh(x);
     case 10: return 1.f / (1.f + std::exp(-x));
-    case 11: return x > 0.f ? x : (x == x ? 0.f : x);
+    case 11: return x > 0.f ? x : 0.f;
     case 12: return x > 0.f ? 1.f : x < 0.f ? -1.f : x;
     case 13: return std::erf(x);
     case 14: return std::floor(x);
@@ -145,7 +145,7 @@ void unary_strided(int op, int nd, long* shape, long (*st)[kMaxDims], const floa
         case 1: for (long i = 0; i < n; i++) po[i] = std::fabs(px[i]); return;
         case 4: for (long i = 0; i < n; i++) po[i] = std::sqrt(px[i]); return;
         case 6: for (long i = 0; i < n; i++) po[i] = 1.f / px[i]; return;
-        case 11: for (long i = 0; i < n; i++) po[i] = px[i] > 0.f ? px[i] : (px[i] == px[i] ? 0.f : px[i]); return;
+        case 11: for (long i = 0; i < n; i++) po[i] = px[i] > 0.f ? px[i] : 0.f; return;
         default: for (long i = 0; i < n; i++) po[i] = unary1(op, px[i]); return;
       }
     }

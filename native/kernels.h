@@ -40,7 +40,7 @@ void activation_backward(int kind, long n, const float* x, const float* dy, floa
 // adamw.cc
 void adamw_step(long count, float* const* p, const float* const* g, float* const* m, float* const* v, const long* len,
                 const double* lr, const double* wd, double beta1, double beta2, double eps, long step);
-// attention.cc; meta = [B, H, Hkv, T, S, D, maskHeads (0 = none), causal]
+// attention.cc; meta = [B, H, Hkv, T, S, D, causal, mask strides over (b, h, t, s) (0 = broadcast)]
 void attention_forward(const int32_t* meta, float scale, const float* q, const float* k, const float* v,
                        const float* mask, float* out, float* lse);
 void attention_backward(const int32_t* meta, float scale, const float* q, const float* k, const float* v,

@@ -31,7 +31,7 @@ void maxpool2d(const int32_t* meta, const float* x, float* out, int32_t* idx) {
         long ws = ow * g.sw - g.pw, we = std::min(ws + g.kw, g.W);
         ws = std::max(ws, 0L);
         float best = -std::numeric_limits<float>::infinity();
-        long bi = hs * g.W + ws;
+        long bi = (hs < he && ws < we) ? hs * g.W + ws : 0;
         for (long h = hs; h < he; h++)
           for (long w = ws; w < we; w++) {
             float v = xp[h * g.W + w];
