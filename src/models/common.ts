@@ -31,10 +31,17 @@ export function initNormal(shape: number[], o: InitOptions): Parameter {
 export class Linear extends Module {
   weight: Parameter;
   bias: Parameter | null;
+  private readonly _std: number;
   constructor(inF: number, outF: number, bias: boolean, init: InitOptions) {
     super();
     this.weight = initNormal([outF, inF], init);
     this.bias = bias ? new Parameter(zeros([outF])) : null;
+    this._std = init.std;
+  }
+  /** Draws fresh weights (HF `_init_weights`): what the loader does for a head the checkpoint lacks. */
+  resetParameters(): void {
+    this.weight = initNormal([...this.weight.shape], { std: this._std });
+    if (this.bias) this.bias = new Parameter(zeros([...this.bias.shape]));
   }
   forward(x: Tensor): Tensor {
     return linear(x, this.weight, this.bias);
