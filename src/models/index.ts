@@ -5,3 +5,4 @@ import "./gpt2.ts";
 import "./llama.ts";
 import "./qwen2.ts";
 import "./mistral.ts";
+import "./distilbert.ts";

@@ -5,7 +5,6 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { backward } from "../../src/autograd/index.ts";
 import { BertForSequenceClassification, BertForTokenClassification } from "../../src/models/bert.ts";
-import "../../src/models/index.ts";
 import { getArchitecture } from "../../src/models/registry.ts";
 import { bceWithLogits, crossEntropy, mseLoss, reshape } from "../../src/ops/index.ts";
 import { manualSeed } from "../../src/tensor/rng.ts";
