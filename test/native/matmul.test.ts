@@ -1,6 +1,8 @@
 // Native SGEMM against the reference matmul: odd sizes, every transpose combination (as permuted
 // views), sliced inputs, broadcast batch dims (stride 0) and accumulate.
+import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { loadAddon } from "../../src/backend/native-binding.ts";
 import { absT, assertClose, assertCloseScaled, expandTo, nat, permutedView, randT, ref, skip, slicedView, zerosT } from "./helpers.ts";
 import type { Tensor } from "../../src/tensor/tensor.ts";
 
@@ -19,6 +21,13 @@ function both(a: Tensor, b: Tensor, outShape: number[], accumulate = false, what
 }
 
 describe("native matmul", { skip }, () => {
+  test("runs the ISA path TUNEKIT_ISA asks for", () => {
+    const r = loadAddon();
+    assert.ok("info" in r);
+    if (process.env.TUNEKIT_ISA) assert.equal(r.info.isa, process.env.TUNEKIT_ISA);
+    assert.ok(r.info.available.includes(r.info.isa));
+    console.log(`# native isa=${r.info.isa} threads=${r.info.threads} available=${r.info.available.join(",")}`);
+  });
   const sizes: [number, number, number][] = [
     [1, 1, 1], [1, 7, 33], [7, 1, 257], [33, 33, 1], [257, 7, 33], [7, 257, 33], [33, 1023, 7], [1023, 7, 33], [65, 130, 257], [7, 33, 1023],
   ];
