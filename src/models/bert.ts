@@ -12,27 +12,29 @@ import { type ConfigSource, getNumber, getString } from "../formats/hf-config.ts
 import { Module } from "../nn/module.ts";
 import { add, scaledDotProductAttention, select, tanh } from "../ops/index.ts";
 import { ValueError } from "../tensor/errors.ts";
-import { type Tensor, arange, zeros } from "../tensor/tensor.ts";
+import { arange, type Tensor, zeros } from "../tensor/tensor.ts";
 import {
   type Activation,
+  activation,
+  buildModel,
   Dropout,
-  type EncoderOutput,
   Embedding,
+  type EncoderOutput,
+  extendedAttentionMask,
+  IGNORE_POSITION_IDS,
   LayerNorm,
   Linear,
   type ModelOutput,
-  type TextInputs,
-  activation,
-  extendedAttentionMask,
   mergeHeads,
   readHeadConfig,
   renameLegacyNorm,
   sequenceClassificationLoss,
   splitHeads,
+  type TextInputs,
   tokenClassificationLoss,
   writeLabels,
 } from "./encoder-common.ts";
-import { type PretrainedModel, type Task, registerArchitecture } from "./registry.ts";
+import { type PretrainedModel, registerArchitecture, type Task } from "./registry.ts";
 
 /** `BertConfig` fields we use, with HF's defaults. */
 export interface BertConfig {
@@ -59,7 +61,8 @@ const PROB = { min: 0, max: 1 };
 export function readBertConfig(src: ConfigSource, defaults: Partial<BertConfig> = {}): BertConfig {
   const d = { vocab_size: 30522, pad_token_id: 0, ...defaults };
   const pet = getString(src, "position_embedding_type", "absolute");
-  if (pet !== "absolute") throw new ValueError(`${src.file}: position_embedding_type '${pet}' is not supported (only 'absolute')`);
+  if (pet !== "absolute")
+    throw new ValueError(`${src.file}: position_embedding_type '${pet}' is not supported (only 'absolute')`);
   const c: BertConfig = {
     vocab_size: getNumber(src, "vocab_size", d.vocab_size, INT),
     hidden_size: getNumber(src, "hidden_size", 768, INT),
@@ -74,10 +77,13 @@ export function readBertConfig(src: ConfigSource, defaults: Partial<BertConfig> 
     initializer_range: getNumber(src, "initializer_range", 0.02, { min: 0 }),
     layer_norm_eps: getNumber(src, "layer_norm_eps", 1e-12, { min: 0 }),
     pad_token_id: getNumber(src, "pad_token_id", d.pad_token_id, { integer: true, min: 0 }),
-    classifier_dropout: src.raw.classifier_dropout == null ? null : getNumber(src, "classifier_dropout", undefined, PROB),
+    classifier_dropout:
+      src.raw.classifier_dropout == null ? null : getNumber(src, "classifier_dropout", undefined, PROB),
   };
   if (c.hidden_size % c.num_attention_heads !== 0) {
-    throw new ValueError(`${src.file}: hidden_size ${c.hidden_size} is not a multiple of num_attention_heads ${c.num_attention_heads}`);
+    throw new ValueError(
+      `${src.file}: hidden_size ${c.hidden_size} is not a multiple of num_attention_heads ${c.num_attention_heads}`,
+    );
   }
   activation(c.hidden_act, src.file);
   return c;
@@ -93,7 +99,12 @@ export class BertEmbeddings extends Module {
   constructor(c: BertConfig, positionPaddingIdx: number | null = null) {
     super();
     this.word_embeddings = new Embedding(c.vocab_size, c.hidden_size, c.pad_token_id, c.initializer_range);
-    this.position_embeddings = new Embedding(c.max_position_embeddings, c.hidden_size, positionPaddingIdx, c.initializer_range);
+    this.position_embeddings = new Embedding(
+      c.max_position_embeddings,
+      c.hidden_size,
+      positionPaddingIdx,
+      c.initializer_range,
+    );
     this.token_type_embeddings = new Embedding(c.type_vocab_size, c.hidden_size, null, c.initializer_range);
     this.LayerNorm = new LayerNorm(c.hidden_size, c.layer_norm_eps);
     this.dropout = new Dropout(c.hidden_dropout_prob);
@@ -103,7 +114,8 @@ export class BertEmbeddings extends Module {
     const T = inputIds.shape[1];
     const maxPos = this.position_embeddings.weight.shape[0];
     const pos = positionIds ?? arange(T);
-    if (!positionIds && T > maxPos) throw new ValueError(`sequence length ${T} exceeds max_position_embeddings ${maxPos}`);
+    if (!positionIds && T > maxPos)
+      throw new ValueError(`sequence length ${T} exceeds max_position_embeddings ${maxPos}`);
     const tt = tokenTypeIds ?? zeros(inputIds.shape, { dtype: "int32" });
     let e = add(this.word_embeddings.forward(inputIds), this.token_type_embeddings.forward(tt));
     e = add(e, this.position_embeddings.forward(pos));
@@ -128,7 +140,11 @@ export class BertSelfAttention extends Module {
     const q = splitHeads(this.query.forward(x), H);
     const k = splitHeads(this.key.forward(x), H);
     const v = splitHeads(this.value.forward(x), H);
-    const ctx = scaledDotProductAttention(q, k, v, { mask, dropout: this.c.attention_probs_dropout_prob, training: this.training });
+    const ctx = scaledDotProductAttention(q, k, v, {
+      mask,
+      dropout: this.c.attention_probs_dropout_prob,
+      training: this.training,
+    });
     return mergeHeads(ctx);
   }
 }
@@ -225,26 +241,44 @@ export class BertModel extends Module {
   embeddings: BertEmbeddings;
   encoder: BertEncoder;
   pooler: BertPooler | null;
-  constructor(readonly cfg: BertConfig, file = "config.json", addPoolingLayer = true) {
+  constructor(
+    readonly cfg: BertConfig,
+    file = "config.json",
+    addPoolingLayer = true,
+  ) {
     super();
     this.embeddings = new BertEmbeddings(cfg);
     this.encoder = new BertEncoder(cfg, file);
     this.pooler = addPoolingLayer ? new BertPooler(cfg) : null;
   }
   forward(inp: TextInputs): EncoderOutput {
-    return runEncoder(this.embeddings.forward(inp.inputIds, inp.tokenTypeIds, inp.positionIds), this.encoder, this.pooler, inp);
+    return runEncoder(
+      this.embeddings.forward(inp.inputIds, inp.tokenTypeIds, inp.positionIds),
+      this.encoder,
+      this.pooler,
+      inp,
+    );
   }
 }
 
 /** Shared by BERT and RoBERTa: embedding output -> encoder -> optional pooler. */
-export function runEncoder(emb: Tensor, encoder: BertEncoder, pooler: BertPooler | null, inp: TextInputs): EncoderOutput {
+export function runEncoder(
+  emb: Tensor,
+  encoder: BertEncoder,
+  pooler: BertPooler | null,
+  inp: TextInputs,
+): EncoderOutput {
   const states = inp.outputHiddenStates ? [emb] : undefined;
   const h = encoder.forward(emb, extendedAttentionMask(inp.attentionMask), states);
   return { lastHiddenState: h, poolerOutput: pooler?.forward(h), hiddenStates: states };
 }
 
 /** The `config` a model reports: the raw config.json object with labels normalised. */
-export function modelConfig(raw: Record<string, unknown>, modelType: string, id2label?: readonly string[]): Record<string, unknown> {
+export function modelConfig(
+  raw: Record<string, unknown>,
+  modelType: string,
+  id2label?: readonly string[],
+): Record<string, unknown> {
   const out: Record<string, unknown> = { ...raw, model_type: modelType };
   if (id2label) {
     writeLabels(out, id2label);
@@ -324,11 +358,17 @@ export class BertForTokenClassification extends Module implements PretrainedMode
 registerArchitecture({
   modelTypes: ["bert"],
   tasks: ["base", "sequence-classification", "token-classification"],
-  create(config, task, file = "config.json") {
-    if (task === "sequence-classification") return new BertForSequenceClassification(config, file);
-    if (task === "token-classification") return new BertForTokenClassification(config, file);
-    if (task === "base") return new BertBase(config, file);
-    throw new ValueError(`${file}: bert has no '${task}' head (known: base, sequence-classification, token-classification)`);
+  basePrefix: "bert",
+  create(config, task, file = "config.json", opts) {
+    return buildModel(opts, () => {
+      if (task === "sequence-classification") return new BertForSequenceClassification(config, file);
+      if (task === "token-classification") return new BertForTokenClassification(config, file);
+      if (task === "base") return new BertBase(config, file);
+      throw new ValueError(
+        `${file}: bert has no '${task}' head (known: base, sequence-classification, token-classification)`,
+      );
+    });
   },
+  ignoreKeys: IGNORE_POSITION_IDS,
   renameKey: renameLegacyNorm,
 });

@@ -13,27 +13,29 @@ import { type ConfigSource, getBool, getNumber, getString } from "../formats/hf-
 import { Module, Parameter } from "../nn/module.ts";
 import { add, relu, scaledDotProductAttention, select } from "../ops/index.ts";
 import { ValueError } from "../tensor/errors.ts";
-import { type Tensor, arange, tensor } from "../tensor/tensor.ts";
+import { arange, type Tensor, tensor } from "../tensor/tensor.ts";
 import { modelConfig } from "./bert.ts";
 import {
   type Activation,
+  activation,
+  buildModel,
   Dropout,
   Embedding,
   type EncoderOutput,
+  extendedAttentionMask,
+  IGNORE_POSITION_IDS,
   LayerNorm,
   Linear,
   type ModelOutput,
-  type TextInputs,
-  activation,
-  extendedAttentionMask,
   mergeHeads,
   readHeadConfig,
   renameLegacyNorm,
   sequenceClassificationLoss,
   splitHeads,
+  type TextInputs,
   tokenClassificationLoss,
 } from "./encoder-common.ts";
-import { type PretrainedModel, type Task, registerArchitecture } from "./registry.ts";
+import { type PretrainedModel, registerArchitecture, type Task } from "./registry.ts";
 
 /** `DistilBertConfig` fields, with HF's defaults. */
 export interface DistilBertConfig {
@@ -71,7 +73,8 @@ export function readDistilBertConfig(src: ConfigSource): DistilBertConfig {
     seq_classif_dropout: getNumber(src, "seq_classif_dropout", 0.2, PROB),
     pad_token_id: getNumber(src, "pad_token_id", 0, { integer: true, min: 0 }),
   };
-  if (c.dim % c.n_heads !== 0) throw new ValueError(`${src.file}: dim ${c.dim} is not a multiple of n_heads ${c.n_heads}`);
+  if (c.dim % c.n_heads !== 0)
+    throw new ValueError(`${src.file}: dim ${c.dim} is not a multiple of n_heads ${c.n_heads}`);
   activation(c.activation, src.file, "activation");
   return c;
 }
@@ -97,14 +100,16 @@ export class DistilBertEmbeddings extends Module {
     this.word_embeddings = new Embedding(c.vocab_size, c.dim, c.pad_token_id, c.initializer_range);
     this.position_embeddings = new Embedding(c.max_position_embeddings, c.dim, null, c.initializer_range);
     // Fixed sinusoids are not trained (HF sets requires_grad False) but are saved in the state dict.
-    if (c.sinusoidal_pos_embds) this.position_embeddings.weight = new Parameter(sinusoidalEmbeddings(c.max_position_embeddings, c.dim), false);
+    if (c.sinusoidal_pos_embds)
+      this.position_embeddings.weight = new Parameter(sinusoidalEmbeddings(c.max_position_embeddings, c.dim), false);
     this.LayerNorm = new LayerNorm(c.dim, 1e-12);
     this.dropout = new Dropout(c.dropout);
   }
   forward(inputIds: Tensor, positionIds?: Tensor | null): Tensor {
     const T = inputIds.shape[1];
     const maxPos = this.position_embeddings.weight.shape[0];
-    if (!positionIds && T > maxPos) throw new ValueError(`sequence length ${T} exceeds max_position_embeddings ${maxPos}`);
+    if (!positionIds && T > maxPos)
+      throw new ValueError(`sequence length ${T} exceeds max_position_embeddings ${maxPos}`);
     const e = add(this.word_embeddings.forward(inputIds), this.position_embeddings.forward(positionIds ?? arange(T)));
     return this.dropout.forward(this.LayerNorm.forward(e));
   }
@@ -129,7 +134,11 @@ export class MultiHeadSelfAttention extends Module {
     const q = splitHeads(this.q_lin.forward(x), H);
     const k = splitHeads(this.k_lin.forward(x), H);
     const v = splitHeads(this.v_lin.forward(x), H);
-    const ctx = scaledDotProductAttention(q, k, v, { mask, dropout: this.c.attention_dropout, training: this.training });
+    const ctx = scaledDotProductAttention(q, k, v, {
+      mask,
+      dropout: this.c.attention_dropout,
+      training: this.training,
+    });
     return this.out_lin.forward(mergeHeads(ctx));
   }
 }
@@ -190,7 +199,10 @@ export class Transformer extends Module {
 export class DistilBertModel extends Module {
   embeddings: DistilBertEmbeddings;
   transformer: Transformer;
-  constructor(readonly cfg: DistilBertConfig, file = "config.json") {
+  constructor(
+    readonly cfg: DistilBertConfig,
+    file = "config.json",
+  ) {
     super();
     this.embeddings = new DistilBertEmbeddings(cfg);
     this.transformer = new Transformer(cfg, file);
@@ -277,11 +289,17 @@ export class DistilBertForTokenClassification extends Module implements Pretrain
 registerArchitecture({
   modelTypes: ["distilbert"],
   tasks: ["base", "sequence-classification", "token-classification"],
-  create(config, task, file = "config.json") {
-    if (task === "sequence-classification") return new DistilBertForSequenceClassification(config, file);
-    if (task === "token-classification") return new DistilBertForTokenClassification(config, file);
-    if (task === "base") return new DistilBertBase(config, file);
-    throw new ValueError(`${file}: distilbert has no '${task}' head (known: base, sequence-classification, token-classification)`);
+  basePrefix: "distilbert",
+  create(config, task, file = "config.json", opts) {
+    return buildModel(opts, () => {
+      if (task === "sequence-classification") return new DistilBertForSequenceClassification(config, file);
+      if (task === "token-classification") return new DistilBertForTokenClassification(config, file);
+      if (task === "base") return new DistilBertBase(config, file);
+      throw new ValueError(
+        `${file}: distilbert has no '${task}' head (known: base, sequence-classification, token-classification)`,
+      );
+    });
   },
+  ignoreKeys: IGNORE_POSITION_IDS,
   renameKey: renameLegacyNorm,
 });

@@ -29,20 +29,40 @@ import {
   unsqueeze,
   where,
 } from "../ops/index.ts";
-import { ValueError } from "../tensor/errors.ts";
-import { type Tensor, ones, randn, rand, zeros } from "../tensor/tensor.ts";
+import { ones, rand, randn, type Tensor, zeros } from "../tensor/tensor.ts";
+import type { CreateOptions } from "./registry.ts";
 
 // ---- init -------------------------------------------------------------------------------------
 
+let skipRandomInit = false;
+
+/**
+ * Builds a model with `fn`; with `skipInit` the random initialisers return zeros (a checkpoint is
+ * about to overwrite every weight: `CreateOptions.skipInit`), so loading a large model draws no
+ * random numbers. Fixed values (LayerNorm/BatchNorm ones, sinusoids) are unaffected.
+ */
+export function buildModel<T>(opts: CreateOptions | undefined, fn: () => T): T {
+  const prev = skipRandomInit;
+  skipRandomInit = !!opts?.skipInit;
+  try {
+    return fn();
+  } finally {
+    skipRandomInit = prev;
+  }
+}
+
 /** N(0, std^2) samples from the global generator (HF `normal_(0, initializer_range)`). */
 export function normalInit(shape: readonly number[], std: number): Tensor {
-  return mul(randn(shape), std);
+  return skipRandomInit ? zeros(shape) : mul(randn(shape), std);
 }
 
 /** U(-bound, bound) samples from the global generator (PyTorch's default Linear/Conv init). */
 export function uniformInit(shape: readonly number[], bound: number): Tensor {
-  return mul(sub(mul(rand(shape), 2), 1), bound);
+  return skipRandomInit ? zeros(shape) : mul(sub(mul(rand(shape), 2), 1), bound);
 }
+
+/** Checkpoint keys transformers ignores on load: the old persistent `position_ids` buffer. */
+export const IGNORE_POSITION_IDS: readonly RegExp[] = [/(^|\.)embeddings\.position_ids$/];
 
 // ---- layers -----------------------------------------------------------------------------------
 
@@ -64,7 +84,10 @@ export class Linear extends Module {
 export class LayerNorm extends Module {
   weight: Parameter;
   bias: Parameter;
-  constructor(readonly dim: number, readonly eps = 1e-12) {
+  constructor(
+    readonly dim: number,
+    readonly eps = 1e-12,
+  ) {
     super();
     this.weight = new Parameter(ones([dim]));
     this.bias = new Parameter(zeros([dim]));
@@ -80,10 +103,16 @@ export class LayerNorm extends Module {
  */
 export class Embedding extends Module {
   weight: Parameter;
-  constructor(num: number, dim: number, readonly paddingIdx: number | null = null, std = 0.02) {
+  constructor(
+    num: number,
+    dim: number,
+    readonly paddingIdx: number | null = null,
+    std = 0.02,
+  ) {
     super();
     const w = normalInit([num, dim], std);
-    if (paddingIdx !== null && paddingIdx >= 0 && paddingIdx < num) w.data.fill(0, paddingIdx * dim, (paddingIdx + 1) * dim);
+    if (paddingIdx !== null && paddingIdx >= 0 && paddingIdx < num)
+      w.data.fill(0, paddingIdx * dim, (paddingIdx + 1) * dim);
     this.weight = new Parameter(w);
   }
   forward(ids: Tensor): Tensor {
@@ -123,7 +152,13 @@ export const ACT2FN: Readonly<Record<string, Activation>> = {
 /** Looks up `hidden_act`, failing with the config file and key on unknown names. */
 export function activation(name: string, file: string, key = "hidden_act"): Activation {
   const fn = Object.hasOwn(ACT2FN, name) ? ACT2FN[name] : undefined;
-  if (!fn) throw new ConfigError(file, key, "bad_value", `activation '${name}' is not supported; known: ${Object.keys(ACT2FN).join(", ")}`);
+  if (!fn)
+    throw new ConfigError(
+      file,
+      key,
+      "bad_value",
+      `activation '${name}' is not supported; known: ${Object.keys(ACT2FN).join(", ")}`,
+    );
   return fn;
 }
 
@@ -158,7 +193,13 @@ export function readHeadConfig(cfg: ConfigSource): HeadConfig {
   const { id2label, numLabels } = getLabels(cfg);
   const pt = cfg.raw.problem_type;
   const allowed = ["regression", "single_label_classification", "multi_label_classification"];
-  if (pt !== undefined && pt !== null && !allowed.includes(pt as string)) throw new ConfigError(cfg.file, "problem_type", "bad_value", `expected one of ${allowed.join(", ")}, got ${JSON.stringify(pt)}`);
+  if (pt !== undefined && pt !== null && !allowed.includes(pt as string))
+    throw new ConfigError(
+      cfg.file,
+      "problem_type",
+      "bad_value",
+      `expected one of ${allowed.join(", ")}, got ${JSON.stringify(pt)}`,
+    );
   return { numLabels, id2label, problemType: (pt as ProblemType | null | undefined) ?? null };
 }
 
@@ -173,17 +214,28 @@ export function writeLabels(config: Record<string, unknown>, id2label: readonly 
  * written back into `config` (as HF does): 1 label -> regression (MSE), int32 labels ->
  * single-label (cross-entropy), float labels -> multi-label (BCE with logits).
  */
-export function sequenceClassificationLoss(logits: Tensor, labels: Tensor, config: Record<string, unknown>, numLabels: number): Tensor {
+export function sequenceClassificationLoss(
+  logits: Tensor,
+  labels: Tensor,
+  config: Record<string, unknown>,
+  numLabels: number,
+): Tensor {
   let pt = (config.problem_type as ProblemType | null | undefined) ?? null;
   if (!pt) {
-    pt = numLabels === 1 ? "regression" : labels.dtype === "int32" ? "single_label_classification" : "multi_label_classification";
+    pt =
+      numLabels === 1
+        ? "regression"
+        : labels.dtype === "int32"
+          ? "single_label_classification"
+          : "multi_label_classification";
     config.problem_type = pt;
   }
   if (pt === "regression") {
     const y = cast(labels, logits.dtype);
     return numLabels === 1 ? mseLoss(squeeze(logits), squeeze(y)) : mseLoss(logits, y);
   }
-  if (pt === "single_label_classification") return crossEntropy(reshape(logits, [-1, numLabels]), reshape(labels, [-1]));
+  if (pt === "single_label_classification")
+    return crossEntropy(reshape(logits, [-1, numLabels]), reshape(labels, [-1]));
   return bceWithLogits(logits, cast(labels, logits.dtype));
 }
 

@@ -6,3 +6,4 @@ import "./llama.ts";
 import "./qwen2.ts";
 import "./mistral.ts";
 import "./distilbert.ts";
+import "./roberta.ts";

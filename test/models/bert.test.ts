@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { backward } from "../../src/autograd/index.ts";
-import { BertForSequenceClassification, BertForTokenClassification } from "../../src/models/bert.ts";
+import { BertForSequenceClassification, type BertForTokenClassification } from "../../src/models/bert.ts";
 import { getArchitecture } from "../../src/models/registry.ts";
 import { bceWithLogits, crossEntropy, mseLoss, reshape } from "../../src/ops/index.ts";
 import { manualSeed } from "../../src/tensor/rng.ts";
@@ -106,7 +106,10 @@ describe("bert heads", () => {
 
   test("token classification: names, shapes, CE over tokens ignoring -100", () => {
     manualSeed(3);
-    const m = getArchitecture("bert").create({ ...small, num_labels: 4 }, "token-classification") as BertForTokenClassification;
+    const m = getArchitecture("bert").create(
+      { ...small, num_labels: 4 },
+      "token-classification",
+    ) as BertForTokenClassification;
     const names = m.namedParameters().map(([n]) => n);
     assert.ok(names.includes("bert.encoder.layer.0.attention.self.query.weight"));
     assert.ok(names.includes("classifier.weight") && !names.some((n) => n.includes("pooler")));
@@ -139,12 +142,26 @@ describe("bert heads", () => {
     backward(o.loss as Tensor);
     const g = m.bert.embeddings.word_embeddings.weight.grad as Tensor;
     const H = g.shape[1];
-    assert.ok(g.toList().slice(0, H).every((v) => v === 0), "row 0 (pad) must have zero grad");
-    assert.ok(g.toList().slice(2 * H, 3 * H).some((v) => v !== 0));
+    assert.ok(
+      g
+        .toList()
+        .slice(0, H)
+        .every((v) => v === 0),
+      "row 0 (pad) must have zero grad",
+    );
+    assert.ok(
+      g
+        .toList()
+        .slice(2 * H, 3 * H)
+        .some((v) => v !== 0),
+    );
   });
 
   test("unknown task and bad hidden_act are rejected naming the file", () => {
     assert.throws(() => getArchitecture("bert").create(config, "causal-lm", "x/config.json"), /x\/config.json/);
-    assert.throws(() => getArchitecture("bert").create({ ...config, hidden_act: "nope" }, "base", "y/config.json"), /y\/config.json.*hidden_act/);
+    assert.throws(
+      () => getArchitecture("bert").create({ ...config, hidden_act: "nope" }, "base", "y/config.json"),
+      /y\/config.json.*hidden_act/,
+    );
   });
 });

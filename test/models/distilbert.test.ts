@@ -4,7 +4,11 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { backward } from "../../src/autograd/index.ts";
-import { DistilBertForSequenceClassification, DistilBertForTokenClassification, sinusoidalEmbeddings } from "../../src/models/distilbert.ts";
+import {
+  DistilBertForSequenceClassification,
+  type DistilBertForTokenClassification,
+  sinusoidalEmbeddings,
+} from "../../src/models/distilbert.ts";
 import { getArchitecture } from "../../src/models/registry.ts";
 import { crossEntropy, reshape } from "../../src/ops/index.ts";
 import { manualSeed } from "../../src/tensor/rng.ts";
@@ -41,7 +45,10 @@ const config = loadJson<Record<string, unknown>>("models/distilbert/config.json"
 const weights = loadTensors("models/distilbert/model.safetensors");
 
 describe("distilbert parity (transformers 4.40)", () => {
-  const model = getArchitecture("distilbert").create(config, "sequence-classification") as DistilBertForSequenceClassification;
+  const model = getArchitecture("distilbert").create(
+    config,
+    "sequence-classification",
+  ) as DistilBertForSequenceClassification;
   model.loadStateDict(weights);
   model.eval();
   const out = model.forward({
@@ -103,9 +110,19 @@ describe("distilbert heads", () => {
   const small = { ...config, n_layers: 1 };
   test("token classification: HF names, shapes, CE over tokens ignoring -100", () => {
     manualSeed(3);
-    const m = getArchitecture("distilbert").create({ ...small, num_labels: 3 }, "token-classification") as DistilBertForTokenClassification;
+    const m = getArchitecture("distilbert").create(
+      { ...small, num_labels: 3 },
+      "token-classification",
+    ) as DistilBertForTokenClassification;
     const names = m.namedParameters().map(([n]) => n);
-    for (const n of ["distilbert.embeddings.word_embeddings.weight", "distilbert.transformer.layer.0.attention.q_lin.weight", "distilbert.transformer.layer.0.sa_layer_norm.bias", "distilbert.transformer.layer.0.ffn.lin2.weight", "distilbert.transformer.layer.0.output_layer_norm.weight", "classifier.weight"]) {
+    for (const n of [
+      "distilbert.embeddings.word_embeddings.weight",
+      "distilbert.transformer.layer.0.attention.q_lin.weight",
+      "distilbert.transformer.layer.0.sa_layer_norm.bias",
+      "distilbert.transformer.layer.0.ffn.lin2.weight",
+      "distilbert.transformer.layer.0.output_layer_norm.weight",
+      "classifier.weight",
+    ]) {
       assert.ok(names.includes(n), n);
     }
     assert.ok(!names.some((n) => n.startsWith("pre_classifier")));
