@@ -8,7 +8,7 @@ import { noGrad } from "../autograd/tape.ts";
 import { kaimingUniform_, normal_ } from "../nn/init.ts";
 import { Module, Parameter } from "../nn/module.ts";
 import * as F from "../ops/index.ts";
-import { f32ToBf16, f32ToF16 } from "../tensor/dtype.ts";
+import { f32ToBf16, f32ToF16, isHalf } from "../tensor/dtype.ts";
 import { ValueError } from "../tensor/errors.ts";
 import { type Generator, defaultGenerator } from "../tensor/rng.ts";
 import { type Tensor, forEachOffset, zeros } from "../tensor/tensor.ts";
@@ -111,7 +111,9 @@ export class LoRALinear extends Module {
   }
 
   forward(x: Tensor): Tensor {
-    const y = F.linear(x, this.fanInFanOut ? F.transpose(this.weight) : this.weight, this.bias);
+    // Half storage is widened here: the reference matmul widens only its first operand (reported).
+    const w = isHalf(this.weight.dtype) ? F.cast(this.weight, "float32") : this.weight;
+    const y = F.linear(x, this.fanInFanOut ? F.transpose(w) : w, this.bias);
     if (this.merged) return y;
     const h = this.dropout > 0 ? F.dropout(x, this.dropout, this.training, this._generator) : x;
     return F.add(y, F.mul(F.linear(F.linear(h, this.lora_A.weight), this.lora_B.weight), this.scaling));
