@@ -8,6 +8,7 @@
 
 #include "common.h"
 #include "kernels.h"
+#include "vecmath.h"
 
 namespace tk {
 
@@ -81,11 +82,8 @@ void attention_forward(const int32_t* meta, float scale, const float* q, const f
           continue;
         }
         float corr = std::exp(mx[r] - m), add = 0.f;
-        for (long c = 0; c < cols; c++) {
-          float p = std::exp(sr[c] - m);
-          sr[c] = p;
-          add += p;
-        }
+        for (long c = 0; c < cols; c++) sr[c] = fast_exp(sr[c] - m);
+        for (long c = 0; c < cols; c++) add += sr[c];
         sum[r] = sum[r] * corr + add;
         mx[r] = m;
         if (corr != 1.f) {
@@ -133,9 +131,7 @@ void attention_backward(const int32_t* meta, float scale, const float* q, const 
         float* dqb = dq + (bh * a.T + i0) * a.D;
         std::memset(dqb, 0, sizeof(float) * rows * a.D);
         for (long r = 0; r < rows; r++) {
-          float acc = 0.f;
-          for (long d = 0; d < a.D; d++) acc += gb[r * a.D + d] * ob[r * a.D + d];
-          di[r] = acc;
+          di[r] = dot_lanes(gb + r * a.D, ob + r * a.D, a.D);
         }
         long lim = key_limit(a, i0, rows);
         for (long j0 = 0; j0 < lim; j0 += BC) {
@@ -148,7 +144,7 @@ void attention_backward(const int32_t* meta, float scale, const float* q, const 
             if (l == NEG_INF || std::isnan(l))
               for (long c = 0; c < cols; c++) pr[c] = 0.f;
             else
-              for (long c = 0; c < cols; c++) pr[c] = std::exp(pr[c] - l);
+              for (long c = 0; c < cols; c++) pr[c] = fast_exp(pr[c] - l);
           }
           // dv_j += p^T dout
           sgemm_serial(cols, a.D, rows, p, 1, BC, gb, a.D, 1, dvb + j0 * a.D, a.D, true);

@@ -8,6 +8,7 @@
 
 #include "common.h"
 #include "kernels.h"
+#include "vecmath.h"
 
 namespace tk {
 
@@ -173,12 +174,13 @@ void dw_backward_weight(const Geo& g, const float* x, const float* dy, float* dw
             if (ih < 0 || ih >= g.H) continue;
             const float* s = xp + ih * g.W + woff;
             const float* d = gp + oh * g.OW;
-            float r = 0.f;
-            if (g.sw == 1)
-              for (long ow = lo; ow < hi; ow++) r += d[ow] * s[ow];
-            else
+            if (g.sw == 1) {
+              acc += dot_lanes(d + lo, s + lo, hi - lo);
+            } else {
+              float r = 0.f;
               for (long ow = lo; ow < hi; ow++) r += d[ow] * s[ow * g.sw];
-            acc += r;
+              acc += r;
+            }
           }
         }
         dw[(o * g.KH + kh) * g.KW + kw] = (float)acc;

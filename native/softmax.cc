@@ -5,6 +5,7 @@
 
 #include "common.h"
 #include "kernels.h"
+#include "vecmath.h"
 
 namespace tk {
 
@@ -42,12 +43,8 @@ void softmax_forward(long R, long C, const float* x, float* out, bool log) {
     float* o = out + r * C;
     float m = row_max(xr, C);
     if (m == NEG_INF) m = 0.f;  // all -inf: exp gives zeros, as in the composite
-    float s = 0.f;
-    for (long j = 0; j < C; j++) {
-      float e = std::exp(xr[j] - m);
-      o[j] = e;
-      s += e;
-    }
+    for (long j = 0; j < C; j++) o[j] = fast_exp(xr[j] - m);
+    float s = (float)sum_lanes(o, C);
     if (log) {
       float ls = m + std::log(s);
       for (long j = 0; j < C; j++) o[j] = xr[j] - ls;
@@ -83,12 +80,16 @@ long cross_entropy_forward(long N, long C, const float* x, const int32_t* target
     const float* xr = x + r * C;
     float m = row_max(xr, C);
     float mm = m == NEG_INF ? 0.f : m;
-    float s = 0.f, sx = 0.f;
-    for (long j = 0; j < C; j++) {
-      s += std::exp(xr[j] - mm);
-      sx += xr[j];
+    // exp(x - max) summed in double, 256 at a time through a stack buffer
+    double s = 0;
+    float buf[256];
+    for (long j0 = 0; j0 < C; j0 += 256) {
+      long n = C - j0 < 256 ? C - j0 : 256;
+      for (long j = 0; j < n; j++) buf[j] = fast_exp(xr[j0 + j] - mm);
+      s += sum_lanes(buf, n);
     }
-    float l = mm + std::log(s);
+    float sx = (float)sum_lanes(xr, C);
+    float l = mm + (float)std::log(s);
     lse[r] = l;
     long t = target[r];
     if (t == ignore) {
@@ -119,7 +120,7 @@ void cross_entropy_backward(long N, long C, const float* x, const int32_t* targe
       return;
     }
     float g = dloss[r], l = lse[r], u = smoothing / (float)C;
-    for (long j = 0; j < C; j++) d[j] = g * (std::exp(xr[j] - l) - u);
+    for (long j = 0; j < C; j++) d[j] = g * (fast_exp(xr[j] - l) - u);
     d[t] -= g * (1.f - smoothing);
   });
 }

@@ -27,14 +27,14 @@ export function rnd(): number {
 }
 
 /** Random contiguous tensor, values in [lo, hi). */
-export function randT(shape: number[], lo = -1, hi = 1, dtype: DType = "float32"): Tensor {
+export function randT(shape: readonly number[], lo = -1, hi = 1, dtype: DType = "float32"): Tensor {
   const n = shape.reduce((a, b) => a * b, 1);
   const data = allocStorage(dtype, n);
   for (let i = 0; i < n; i++) data[i] = lo + (hi - lo) * rnd();
   return new Tensor(data, dtype, shape);
 }
 
-export function randInt(shape: number[], lo: number, hi: number): Tensor {
+export function randInt(shape: readonly number[], lo: number, hi: number): Tensor {
   const n = shape.reduce((a, b) => a * b, 1);
   const data = new Int32Array(n);
   for (let i = 0; i < n; i++) data[i] = lo + Math.floor((hi - lo) * rnd());
