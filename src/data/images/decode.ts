@@ -127,7 +127,8 @@ export async function readHeader(file: string, bytes: Uint8Array, opts: DecodeOp
   try {
     meta = await sharp(bytes, { limitInputPixels: false }).metadata();
   } catch (e) {
-    throw new ImageDataError(file, "corrupt", `unreadable ${format} header (${(e as Error).message})`, { cause: e });
+    const msg = (e as Error).message;
+    throw new ImageDataError(file, failureCode(msg), `unreadable ${format} header (${msg.split("\n")[0]})`, { cause: e });
   }
   const width = meta.width ?? 0;
   const height = meta.pageHeight ?? meta.height ?? 0;
@@ -205,7 +206,11 @@ export async function decodeImage(input: string | Uint8Array, opts: DecodeOption
     return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height };
   } catch (e) {
     const msg = (e as Error).message;
-    const code = /premature|end of stream|truncat|unexpected end|short read|not enough data/i.test(msg) ? "truncated" : "corrupt";
-    throw new ImageDataError(file, code, `cannot decode ${header.format} (${msg.split("\n")[0]})`, { cause: e });
+    throw new ImageDataError(file, failureCode(msg), `cannot decode ${header.format} (${msg.split("\n")[0]})`, { cause: e });
   }
+}
+
+/** libvips' wording for input that stops early, as opposed to input that is malformed. */
+function failureCode(message: string): "truncated" | "corrupt" {
+  return /premature|end of stream|truncat|unexpected end|short read|not enough data/i.test(message) ? "truncated" : "corrupt";
 }
