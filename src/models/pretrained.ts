@@ -77,7 +77,8 @@ const TASK_SUFFIX: [RegExp, Task][] = [
   [/ForImageClassification$/, "image-classification"],
 ];
 
-function defaultTask(raw: Record<string, unknown>, arch: Architecture): Task {
+/** The task config.json's `architectures` names (e.g. `GPT2LMHeadModel` -> causal-lm), else the architecture's first. */
+export function taskFromConfig(raw: Record<string, unknown>, arch: Architecture): Task {
   const a = Array.isArray(raw.architectures) ? raw.architectures[0] : undefined;
   for (const [re, t] of TASK_SUFFIX) if (typeof a === "string" && re.test(a) && arch.tasks.includes(t)) return t;
   return arch.tasks.includes("causal-lm") ? "causal-lm" : arch.tasks[0];
@@ -122,7 +123,7 @@ export async function loadPretrained(pathOrId: string, opts: LoadOptions = {}): 
   const modelType = rawIn.model_type ?? rawIn.architecture; // torchvision configs name the architecture
   if (typeof modelType !== "string") throw new ConfigError(file, "model_type", "missing_key", "expected a non-empty string");
   const arch = getArchitecture(modelType, file);
-  const task = opts.task ?? defaultTask(rawIn, arch);
+  const task = opts.task ?? taskFromConfig(rawIn, arch);
   const raw = withLabels(rawIn, file, opts);
   const model = arch.create(raw, task, file, { skipInit: true });
   const weights = await loadSafetensorsDir(dir);

@@ -1,0 +1,56 @@
+/**
+ * The `tunekit` command: a thin dispatcher. Each subcommand is one module exporting
+ * `main(argv)`; adding one is one line in {@link COMMANDS}.
+ *
+ * @example
+ * ```sh
+ * tunekit inspect ./gpt2
+ * tunekit generate --model ./SmolLM2-135M --prompt "Once upon a time" --max-new-tokens 20
+ * ```
+ */
+import { Command, CommanderError } from "commander";
+
+export interface Subcommand {
+  main(argv: string[]): Promise<void>;
+}
+
+/** name -> one-line summary and a lazy import (startup stays fast; unused subcommands never load). */
+export const COMMANDS: Record<string, { summary: string; load: () => Promise<Subcommand> }> = {
+  inspect: { summary: "show a model folder's architecture, parameters, dtypes, head and tokenizer", load: () => import("./inspect.ts") },
+  generate: { summary: "generate text from a prompt with a causal LM", load: () => import("./generate.ts") },
+};
+
+/** Runs the CLI with `argv` (without node and the script). Sets `process.exitCode` on failure. */
+export async function main(argv: string[]): Promise<void> {
+  const [name, ...rest] = argv;
+  try {
+    const cmd = name === undefined ? undefined : COMMANDS[name];
+    if (cmd) return await (await cmd.load()).main(rest);
+    const program = new Command("tunekit").description("Fine-tune pre-trained models in TypeScript").version(await version()).exitOverride();
+    for (const [n, c] of Object.entries(COMMANDS)) program.command(n).description(c.summary).helpOption(false).allowUnknownOption();
+    program.addHelpText("after", "\nRun 'tunekit <command> --help' for a command's options.");
+    if (name === undefined) return program.outputHelp();
+    await program.parseAsync(argv, { from: "user" });
+  } catch (err) {
+    reportError(name, err);
+  }
+}
+
+/** Prints an error the way a CLI should: one line for known errors, the stack for bugs. */
+export function reportError(command: string | undefined, err: unknown): void {
+  if (err instanceof CommanderError) {
+    // Commander already printed help/version or the usage error.
+    if (err.exitCode !== 0) process.exitCode = err.exitCode;
+    return;
+  }
+  const e = err as Error;
+  const known = e && typeof e === "object" && e.constructor !== Error && e.constructor !== TypeError && e.constructor !== RangeError;
+  process.stderr.write(`tunekit${command ? ` ${command}` : ""}: ${known ? e.message : (e?.stack ?? String(err))}\n`);
+  process.exitCode = 1;
+}
+
+async function version(): Promise<string> {
+  const { readFile } = await import("node:fs/promises");
+  const pkg = JSON.parse(await readFile(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
+  return pkg.version;
+}
