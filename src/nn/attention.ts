@@ -4,7 +4,7 @@
  * `v_proj_weight`; `out_proj` is a Linear. Attention runs through `scaledDotProductAttention`.
  */
 import * as F from "../ops/index.ts";
-import { ShapeError, ValueError, fmtShape } from "../tensor/errors.ts";
+import { fmtShape, ShapeError, ValueError } from "../tensor/errors.ts";
 import { defaultGenerator } from "../tensor/rng.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import { xavierUniform_, zeros_ } from "./init.ts";
@@ -45,9 +45,14 @@ export class MultiheadAttention extends Module {
   readonly dropout: number;
   readonly batchFirst: boolean;
 
-  constructor(readonly embedDim: number, readonly numHeads: number, opts: MultiheadAttentionOptions = {}) {
+  constructor(
+    readonly embedDim: number,
+    readonly numHeads: number,
+    opts: MultiheadAttentionOptions = {},
+  ) {
     super();
-    if (embedDim % numHeads) throw new ValueError(`MultiheadAttention: embedDim ${embedDim} is not divisible by numHeads ${numHeads}`);
+    if (embedDim % numHeads)
+      throw new ValueError(`MultiheadAttention: embedDim ${embedDim} is not divisible by numHeads ${numHeads}`);
     this.headDim = embedDim / numHeads;
     this.dropout = opts.dropout ?? 0;
     this.batchFirst = opts.batchFirst ?? false;
@@ -72,7 +77,9 @@ export class MultiheadAttention extends Module {
 
   private project(x: Tensor, i: number): Tensor {
     const E = this.embedDim;
-    const w = this.in_proj_weight ? F.slice(this.in_proj_weight, 0, i * E, (i + 1) * E) : ([this.q_proj_weight, this.k_proj_weight, this.v_proj_weight][i] as Parameter);
+    const w = this.in_proj_weight
+      ? F.slice(this.in_proj_weight, 0, i * E, (i + 1) * E)
+      : ([this.q_proj_weight, this.k_proj_weight, this.v_proj_weight][i] as Parameter);
     const b = this.in_proj_bias ? F.slice(this.in_proj_bias, 0, i * E, (i + 1) * E) : null;
     return F.linear(x, w, b);
   }
@@ -86,7 +93,9 @@ export class MultiheadAttention extends Module {
   /** query (L, N, E) (or (N, L, E) with batchFirst); key/value default to query (self-attention). */
   forward(query: Tensor, key: Tensor = query, value: Tensor = key, opts: MhaForwardOptions = {}): Tensor {
     if (query.ndim !== 3 || key.ndim !== 3 || value.ndim !== 3) {
-      throw new ShapeError(`MultiheadAttention: expected 3-d query/key/value, got ${fmtShape(query.shape)}, ${fmtShape(key.shape)}, ${fmtShape(value.shape)}`);
+      throw new ShapeError(
+        `MultiheadAttention: expected 3-d query/key/value, got ${fmtShape(query.shape)}, ${fmtShape(key.shape)}, ${fmtShape(value.shape)}`,
+      );
     }
     const bf = (t: Tensor) => (this.batchFirst ? t : F.transpose(t, 0, 1));
     const [q, k, v] = [this.project(bf(query), 0), this.project(bf(key), 1), this.project(bf(value), 2)];
@@ -110,12 +119,17 @@ export class MultiheadAttention extends Module {
     if (opts.attnMask) {
       const a = opts.attnMask;
       if (a.ndim === 2 && a.shape[0] === L && a.shape[1] === S) mask = F.reshape(additive(a), [1, 1, L, S]);
-      else if (a.ndim === 3 && a.shape[0] === N * this.numHeads && a.shape[1] === L && a.shape[2] === S) mask = F.reshape(additive(a), [N, this.numHeads, L, S]);
-      else throw new ShapeError(`MultiheadAttention: attnMask ${fmtShape(a.shape)} must be (${L}, ${S}) or (${N * this.numHeads}, ${L}, ${S})`);
+      else if (a.ndim === 3 && a.shape[0] === N * this.numHeads && a.shape[1] === L && a.shape[2] === S)
+        mask = F.reshape(additive(a), [N, this.numHeads, L, S]);
+      else
+        throw new ShapeError(
+          `MultiheadAttention: attnMask ${fmtShape(a.shape)} must be (${L}, ${S}) or (${N * this.numHeads}, ${L}, ${S})`,
+        );
     }
     if (opts.keyPaddingMask) {
       const p = opts.keyPaddingMask;
-      if (p.ndim !== 2 || p.shape[0] !== N || p.shape[1] !== S) throw new ShapeError(`MultiheadAttention: keyPaddingMask ${fmtShape(p.shape)} must be (${N}, ${S})`);
+      if (p.ndim !== 2 || p.shape[0] !== N || p.shape[1] !== S)
+        throw new ShapeError(`MultiheadAttention: keyPaddingMask ${fmtShape(p.shape)} must be (${N}, ${S})`);
       const pm = F.reshape(additive(p), [N, 1, 1, S]);
       mask = mask ? F.add(mask, pm) : pm;
     }

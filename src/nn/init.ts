@@ -3,11 +3,12 @@
  * (the default one unless given), so `manualSeed(n)` makes model construction reproducible.
  */
 import { DTypeError, ValueError } from "../tensor/errors.ts";
-import { type Generator, defaultGenerator } from "../tensor/rng.ts";
-import { type Tensor, forEachOffset } from "../tensor/tensor.ts";
+import { defaultGenerator, type Generator } from "../tensor/rng.ts";
+import { forEachOffset, type Tensor } from "../tensor/tensor.ts";
 
 function fill(t: Tensor, op: string, f: () => number): Tensor {
-  if (t.dtype !== "float32" && t.dtype !== "float64") throw new DTypeError(`init.${op}: only float32/float64 tensors, got ${t.dtype}`);
+  if (t.dtype !== "float32" && t.dtype !== "float64")
+    throw new DTypeError(`init.${op}: only float32/float64 tensors, got ${t.dtype}`);
   forEachOffset(t.shape, t.strides, t.offset, (off) => {
     t.data[off] = f();
   });

@@ -6,8 +6,8 @@
 import { eq, where } from "../ops/elementwise.ts";
 import * as F from "../ops/index.ts";
 import { ValueError } from "../tensor/errors.ts";
-import { type Generator, defaultGenerator } from "../tensor/rng.ts";
-import { type Tensor, empty } from "../tensor/tensor.ts";
+import { defaultGenerator, type Generator } from "../tensor/rng.ts";
+import { empty, type Tensor } from "../tensor/tensor.ts";
 import { kaimingUniform_, normal_, uniform_ } from "./init.ts";
 import { Module, Parameter } from "./module.ts";
 
@@ -37,7 +37,11 @@ export function param(shape: readonly number[], opts: LayerOptions = {}): Parame
 export class Linear extends Module {
   weight: Parameter;
   bias: Parameter | null;
-  constructor(readonly inFeatures: number, readonly outFeatures: number, opts: LayerOptions & { bias?: boolean } = {}) {
+  constructor(
+    readonly inFeatures: number,
+    readonly outFeatures: number,
+    opts: LayerOptions & { bias?: boolean } = {},
+  ) {
     super();
     const g = opts.generator ?? defaultGenerator;
     this.weight = param([outFeatures, inFeatures], opts);
@@ -58,13 +62,18 @@ export class Linear extends Module {
 export class Embedding extends Module {
   weight: Parameter;
   readonly paddingIdx: number | null;
-  constructor(readonly numEmbeddings: number, readonly embeddingDim: number, opts: LayerOptions & { paddingIdx?: number } = {}) {
+  constructor(
+    readonly numEmbeddings: number,
+    readonly embeddingDim: number,
+    opts: LayerOptions & { paddingIdx?: number } = {},
+  ) {
     super();
     this.weight = param([numEmbeddings, embeddingDim], opts);
     normal_(this.weight, 0, 1, opts.generator ?? defaultGenerator);
     let p = opts.paddingIdx ?? null;
     if (p !== null && p < 0) p += numEmbeddings;
-    if (p !== null && (p < 0 || p >= numEmbeddings)) throw new ValueError(`Embedding: paddingIdx ${opts.paddingIdx} out of range for ${numEmbeddings} embeddings`);
+    if (p !== null && (p < 0 || p >= numEmbeddings))
+      throw new ValueError(`Embedding: paddingIdx ${opts.paddingIdx} out of range for ${numEmbeddings} embeddings`);
     this.paddingIdx = p;
     if (p !== null) this.weight.data.fill(0, p * embeddingDim, (p + 1) * embeddingDim);
   }
@@ -100,7 +109,10 @@ export class Conv2d extends Module {
     super();
     const [kh, kw] = typeof kernelSize === "number" ? [kernelSize, kernelSize] : kernelSize;
     this.groups = opts.groups ?? 1;
-    if (inChannels % this.groups || outChannels % this.groups) throw new ValueError(`Conv2d: channels ${inChannels} -> ${outChannels} are not divisible by groups=${this.groups}`);
+    if (inChannels % this.groups || outChannels % this.groups)
+      throw new ValueError(
+        `Conv2d: channels ${inChannels} -> ${outChannels} are not divisible by groups=${this.groups}`,
+      );
     this.stride = opts.stride ?? 1;
     this.padding = opts.padding ?? 0;
     this.dilation = opts.dilation ?? 1;
@@ -112,14 +124,22 @@ export class Conv2d extends Module {
     if (this.bias) uniform_(this.bias, -bound, bound, g);
   }
   forward(x: Tensor): Tensor {
-    return F.conv2d(x, this.weight, this.bias, { stride: this.stride, padding: this.padding, dilation: this.dilation, groups: this.groups });
+    return F.conv2d(x, this.weight, this.bias, {
+      stride: this.stride,
+      padding: this.padding,
+      dilation: this.dilation,
+      groups: this.groups,
+    });
   }
 }
 
 /** `nn.Dropout` (inverted); active only in training mode. */
 export class Dropout extends Module {
   private _generator: Generator;
-  constructor(readonly p = 0.5, generator?: Generator) {
+  constructor(
+    readonly p = 0.5,
+    generator?: Generator,
+  ) {
     super();
     if (p < 0 || p > 1) throw new ValueError(`Dropout: p must be in [0, 1], got ${p}`);
     this._generator = generator ?? defaultGenerator;
@@ -138,7 +158,10 @@ export class Identity extends Module {
 
 /** `nn.Flatten` (dims startDim..endDim into one). */
 export class Flatten extends Module {
-  constructor(readonly startDim = 1, readonly endDim = -1) {
+  constructor(
+    readonly startDim = 1,
+    readonly endDim = -1,
+  ) {
     super();
   }
   forward(x: Tensor): Tensor {
@@ -148,7 +171,12 @@ export class Flatten extends Module {
 
 /** `nn.MaxPool2d`. */
 export class MaxPool2d extends Module {
-  constructor(readonly kernelSize: Pair, readonly stride?: Pair, readonly padding: Pair = 0, readonly ceilMode = false) {
+  constructor(
+    readonly kernelSize: Pair,
+    readonly stride?: Pair,
+    readonly padding: Pair = 0,
+    readonly ceilMode = false,
+  ) {
     super();
   }
   forward(x: Tensor): Tensor {
@@ -158,7 +186,13 @@ export class MaxPool2d extends Module {
 
 /** `nn.AvgPool2d`. */
 export class AvgPool2d extends Module {
-  constructor(readonly kernelSize: Pair, readonly stride?: Pair, readonly padding: Pair = 0, readonly ceilMode = false, readonly countIncludePad = true) {
+  constructor(
+    readonly kernelSize: Pair,
+    readonly stride?: Pair,
+    readonly padding: Pair = 0,
+    readonly ceilMode = false,
+    readonly countIncludePad = true,
+  ) {
     super();
   }
   forward(x: Tensor): Tensor {
@@ -226,7 +260,10 @@ export class Hardswish extends Module {
   }
 }
 export class Softplus extends Module {
-  constructor(readonly beta = 1, readonly threshold = 20) {
+  constructor(
+    readonly beta = 1,
+    readonly threshold = 20,
+  ) {
     super();
   }
   forward(x: Tensor): Tensor {

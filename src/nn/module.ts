@@ -189,7 +189,9 @@ export abstract class Module {
       if (!on) p.grad = null;
       n++;
     }
-    for (const [path, m] of this.namedModules()) if (m.onFreezeChange && (!patterns || (path && matchesAny(path, patterns)))) m.onFreezeChange(!on);
+    for (const [path, m] of this.namedModules()) {
+      if (m.onFreezeChange && (!patterns || (path && matchesAny(path, patterns)))) m.onFreezeChange(!on);
+    }
     return n;
   }
 

@@ -4,10 +4,10 @@
  */
 import { noGrad } from "../autograd/tape.ts";
 import * as F from "../ops/index.ts";
-import { ShapeError, ValueError, fmtShape } from "../tensor/errors.ts";
-import { type Tensor, ones, scalar, zeros } from "../tensor/tensor.ts";
-import { type LayerOptions, param } from "./layers.ts";
+import { fmtShape, ShapeError, ValueError } from "../tensor/errors.ts";
+import { ones, scalar, type Tensor, zeros } from "../tensor/tensor.ts";
 import { ones_, zeros_ } from "./init.ts";
+import { type LayerOptions, param } from "./layers.ts";
 import { Buffer, Module, type Parameter } from "./module.ts";
 
 /**
@@ -19,13 +19,16 @@ export class LayerNorm extends Module {
   bias: Parameter | null;
   readonly normalizedShape: number[];
   readonly eps: number;
-  constructor(normalizedShape: number | readonly number[], opts: LayerOptions & { eps?: number; elementwiseAffine?: boolean; bias?: boolean } = {}) {
+  constructor(
+    normalizedShape: number | readonly number[],
+    opts: LayerOptions & { eps?: number; elementwiseAffine?: boolean; bias?: boolean } = {},
+  ) {
     super();
     this.normalizedShape = typeof normalizedShape === "number" ? [normalizedShape] : [...normalizedShape];
     this.eps = opts.eps ?? 1e-5;
     const affine = opts.elementwiseAffine ?? true;
-    this.weight = affine ? ones_(param(this.normalizedShape, opts)) as Parameter : null;
-    this.bias = affine && opts.bias !== false ? zeros_(param(this.normalizedShape, opts)) as Parameter : null;
+    this.weight = affine ? (ones_(param(this.normalizedShape, opts)) as Parameter) : null;
+    this.bias = affine && opts.bias !== false ? (zeros_(param(this.normalizedShape, opts)) as Parameter) : null;
   }
   forward(x: Tensor): Tensor {
     return F.layerNorm(x, this.normalizedShape, this.weight, this.bias, this.eps);
@@ -39,7 +42,10 @@ export class LayerNorm extends Module {
 export class RMSNorm extends Module {
   weight: Parameter;
   readonly eps: number;
-  constructor(readonly dim: number, opts: LayerOptions & { eps?: number } = {}) {
+  constructor(
+    readonly dim: number,
+    opts: LayerOptions & { eps?: number } = {},
+  ) {
     super();
     this.eps = opts.eps ?? 1e-6;
     this.weight = ones_(param([dim], opts)) as Parameter;
@@ -54,13 +60,18 @@ export class GroupNorm extends Module {
   weight: Parameter | null;
   bias: Parameter | null;
   readonly eps: number;
-  constructor(readonly numGroups: number, readonly numChannels: number, opts: LayerOptions & { eps?: number; affine?: boolean } = {}) {
+  constructor(
+    readonly numGroups: number,
+    readonly numChannels: number,
+    opts: LayerOptions & { eps?: number; affine?: boolean } = {},
+  ) {
     super();
-    if (numChannels % numGroups) throw new ValueError(`GroupNorm: ${numChannels} channels are not divisible by ${numGroups} groups`);
+    if (numChannels % numGroups)
+      throw new ValueError(`GroupNorm: ${numChannels} channels are not divisible by ${numGroups} groups`);
     this.eps = opts.eps ?? 1e-5;
     const affine = opts.affine ?? true;
-    this.weight = affine ? ones_(param([numChannels], opts)) as Parameter : null;
-    this.bias = affine ? zeros_(param([numChannels], opts)) as Parameter : null;
+    this.weight = affine ? (ones_(param([numChannels], opts)) as Parameter) : null;
+    this.bias = affine ? (zeros_(param([numChannels], opts)) as Parameter) : null;
   }
   forward(x: Tensor): Tensor {
     return F.groupNorm(x, this.numGroups, this.weight, this.bias, this.eps);
@@ -95,13 +106,17 @@ export class BatchNorm extends Module {
   readonly momentum: number | null;
   /** Explicit frozen state; null = derived from the parameters (see the class doc). */
   frozen: boolean | null = null;
-  constructor(readonly numFeatures: number, opts: BatchNormOptions = {}, private readonly _ndims: number[] = [2, 3, 4]) {
+  constructor(
+    readonly numFeatures: number,
+    opts: BatchNormOptions = {},
+    private readonly _ndims: number[] = [2, 3, 4],
+  ) {
     super();
     this.eps = opts.eps ?? 1e-5;
     this.momentum = opts.momentum === undefined ? 0.1 : opts.momentum;
     const affine = opts.affine ?? true;
-    this.weight = affine ? ones_(param([numFeatures], opts)) as Parameter : null;
-    this.bias = affine ? zeros_(param([numFeatures], opts)) as Parameter : null;
+    this.weight = affine ? (ones_(param([numFeatures], opts)) as Parameter) : null;
+    this.bias = affine ? (zeros_(param([numFeatures], opts)) as Parameter) : null;
     const dtype = opts.dtype ?? "float32";
     const track = opts.trackRunningStats ?? true;
     this.running_mean = track ? new Buffer(zeros([numFeatures], { dtype })) : null;
@@ -123,7 +138,9 @@ export class BatchNorm extends Module {
 
   forward(x: Tensor): Tensor {
     if (!this._ndims.includes(x.ndim) || x.shape[1] !== this.numFeatures) {
-      throw new ShapeError(`${this.constructor.name}: expected input with ${this.numFeatures} channels in dim 1 and ${this._ndims.join("/")} dims, got ${fmtShape(x.shape)}`);
+      throw new ShapeError(
+        `${this.constructor.name}: expected input with ${this.numFeatures} channels in dim 1 and ${this._ndims.join("/")} dims, got ${fmtShape(x.shape)}`,
+      );
     }
     const rm = this.running_mean?.value ?? null;
     const rv = this.running_var?.value ?? null;

@@ -6,7 +6,7 @@
 import { backend } from "../backend/index.ts";
 import { ValueError } from "../tensor/errors.ts";
 import type { Tensor } from "../tensor/tensor.ts";
-import { type ParamGroup, type ParamsArg, Optimizer, storageOf, valuesOf, zerosLike } from "./optimizer.ts";
+import { Optimizer, type ParamGroup, type ParamsArg, storageOf, valuesOf, zerosLike } from "./optimizer.ts";
 
 export interface AdamHyper {
   lr: number;
@@ -40,7 +40,8 @@ export class Adam extends Optimizer<AdamHyper, AdamState> {
   protected override validate(g: ParamGroup<AdamHyper>): void {
     super.validate(g);
     const [b1, b2] = g.betas;
-    if (!(b1 >= 0 && b1 < 1) || !(b2 >= 0 && b2 < 1)) throw new ValueError(`${this.constructor.name}: invalid betas (${b1}, ${b2})`);
+    if (!(b1 >= 0 && b1 < 1) || !(b2 >= 0 && b2 < 1))
+      throw new ValueError(`${this.constructor.name}: invalid betas (${b1}, ${b2})`);
     if (!(g.eps >= 0)) throw new ValueError(`${this.constructor.name}: invalid eps ${g.eps}`);
     if (!(g.weightDecay >= 0)) throw new ValueError(`${this.constructor.name}: invalid weightDecay ${g.weightDecay}`);
   }
@@ -108,14 +109,24 @@ export class AdamW extends Adam {
       }
       st.step++;
       let b = batches.get(st.step);
-      if (!b) batches.set(st.step, (b = [[], [], [], []]));
+      if (!b) {
+        b = [[], [], [], []];
+        batches.set(st.step, b);
+      }
       b[0].push(storageOf(p, "AdamW") as Float32Array);
       b[1].push(valuesOf(g) as Float32Array);
       b[2].push(storageOf(st.expAvg, "AdamW") as Float32Array);
       b[3].push(storageOf(st.expAvgSq, "AdamW") as Float32Array);
     }
     for (const [step, [ps, gs, ms, vs]] of batches) {
-      const hp = { lr: ps.map(() => group.lr), beta1: group.betas[0], beta2: group.betas[1], eps: group.eps, weightDecay: ps.map(() => group.weightDecay), step };
+      const hp = {
+        lr: ps.map(() => group.lr),
+        beta1: group.betas[0],
+        beta2: group.betas[1],
+        eps: group.eps,
+        weightDecay: ps.map(() => group.weightDecay),
+        step,
+      };
       fused(ps, gs, ms, vs, hp);
     }
   }

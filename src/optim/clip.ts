@@ -44,7 +44,8 @@ export function globalNorm(tensors: readonly Tensor[], normType = 2): number {
 }
 
 function scaleInPlace(g: Tensor, c: number): void {
-  if (g.dtype !== "float32" && g.dtype !== "float64") throw new ValueError(`clipGradNorm: gradient dtype ${g.dtype} is not float32/float64`);
+  if (g.dtype !== "float32" && g.dtype !== "float64")
+    throw new ValueError(`clipGradNorm: gradient dtype ${g.dtype} is not float32/float64`);
   if (g.isContiguous()) {
     const d = g.data;
     for (let i = g.offset; i < g.offset + g.size; i++) d[i] *= c;

@@ -4,10 +4,10 @@
  * skipping frozen parameters, `zeroGrad` and the state dict used for exact resume.
  */
 import { noGrad } from "../autograd/tape.ts";
-import { DTypeError, ShapeError, TunekitError, ValueError, fmtShape } from "../tensor/errors.ts";
+import type { TypedArray } from "../tensor/dtype.ts";
+import { DTypeError, fmtShape, ShapeError, TunekitError, ValueError } from "../tensor/errors.ts";
 import { shapesEqual } from "../tensor/shape.ts";
 import { Tensor, zeros } from "../tensor/tensor.ts";
-import type { TypedArray } from "../tensor/dtype.ts";
 
 /** Hyper-parameters every optimiser has; subclasses add theirs (weightDecay, betas, ...). */
 export interface BaseHyper {
@@ -41,14 +41,17 @@ export class OptimizerError extends TunekitError {}
 
 /** The contiguous storage of a parameter (updated in place). */
 export function storageOf(p: Tensor, op: string): TypedArray {
-  if (!p.isContiguous()) throw new ValueError(`${op}: parameters must be contiguous, got a view of shape ${fmtShape(p.shape)}`);
-  if (p.dtype !== "float32" && p.dtype !== "float64") throw new DTypeError(`${op}: parameters must be float32/float64, got ${p.dtype}`);
+  if (!p.isContiguous())
+    throw new ValueError(`${op}: parameters must be contiguous, got a view of shape ${fmtShape(p.shape)}`);
+  if (p.dtype !== "float32" && p.dtype !== "float64")
+    throw new DTypeError(`${op}: parameters must be float32/float64, got ${p.dtype}`);
   return p.data.subarray(p.offset, p.offset + p.size);
 }
 
 /** A gradient's values as a flat array (the storage itself when contiguous, else a float64 copy). */
 export function valuesOf(g: Tensor): ArrayLike<number> {
-  if (g.isContiguous() && (g.dtype === "float32" || g.dtype === "float64")) return g.data.subarray(g.offset, g.offset + g.size);
+  if (g.isContiguous() && (g.dtype === "float32" || g.dtype === "float64"))
+    return g.data.subarray(g.offset, g.offset + g.size);
   return g.toFloat64Array();
 }
 
@@ -67,13 +70,19 @@ export abstract class Optimizer<H extends BaseHyper = BaseHyper, S extends Param
     this.defaults = defaults;
     const list = [...(params as Iterable<unknown>)];
     const isGroups = list.length > 0 && !(list[0] instanceof Tensor);
-    const groups = isGroups ? (list as (Partial<H> & { params: Iterable<Tensor> })[]) : [{ params: list as Tensor[] } as unknown as Partial<H> & { params: Iterable<Tensor> }];
+    const groups = isGroups
+      ? (list as (Partial<H> & { params: Iterable<Tensor> })[])
+      : [{ params: list as Tensor[] } as unknown as Partial<H> & { params: Iterable<Tensor> }];
     const seen = new Set<Tensor>();
     this.paramGroups = groups.map((g, gi) => {
       const ps = [...g.params];
       for (const p of ps) {
-        if (!(p instanceof Tensor)) throw new OptimizerError(`optimizer: group ${gi} contains something that is not a Tensor`);
-        if (seen.has(p)) throw new OptimizerError(`optimizer: a parameter of shape ${fmtShape(p.shape)} appears in more than one group`);
+        if (!(p instanceof Tensor))
+          throw new OptimizerError(`optimizer: group ${gi} contains something that is not a Tensor`);
+        if (seen.has(p))
+          throw new OptimizerError(
+            `optimizer: a parameter of shape ${fmtShape(p.shape)} appears in more than one group`,
+          );
         seen.add(p);
       }
       const group = { ...defaults, ...g, params: ps } as ParamGroup<H>;
@@ -106,7 +115,10 @@ export abstract class Optimizer<H extends BaseHyper = BaseHyper, S extends Param
     for (const p of group.params) {
       // Frozen parameters get no state and are never touched, whatever .grad holds.
       if (!p.requiresGrad || !p.grad) continue;
-      if (!shapesEqual(p.grad.shape, p.shape)) throw new ShapeError(`optimizer: gradient ${fmtShape(p.grad.shape)} does not match parameter ${fmtShape(p.shape)}`);
+      if (!shapesEqual(p.grad.shape, p.shape))
+        throw new ShapeError(
+          `optimizer: gradient ${fmtShape(p.grad.shape)} does not match parameter ${fmtShape(p.shape)}`,
+        );
       let st = this.state.get(p);
       if (!st) {
         st = this.initState(p, group);
@@ -143,7 +155,10 @@ export abstract class Optimizer<H extends BaseHyper = BaseHyper, S extends Param
       const ids: number[] = [];
       for (const p of params) {
         const st = this.state.get(p);
-        if (st) state[idx] = Object.fromEntries(Object.entries(st).map(([k, v]) => [k, v instanceof Tensor ? copyTensor(v) : v]));
+        if (st)
+          state[idx] = Object.fromEntries(
+            Object.entries(st).map(([k, v]) => [k, v instanceof Tensor ? copyTensor(v) : v]),
+          );
         ids.push(idx++);
       }
       paramGroups.push({ ...structuredClone(hyper), params: ids });
@@ -156,12 +171,20 @@ export abstract class Optimizer<H extends BaseHyper = BaseHyper, S extends Param
    * match; state tensors must have their parameter's shape). Values are copied.
    */
   loadStateDict(sd: OptimizerStateDict): void {
-    if (sd.paramGroups.length !== this.paramGroups.length) throw new OptimizerError(`loadStateDict: ${sd.paramGroups.length} parameter groups in the state dict, the optimizer has ${this.paramGroups.length}`);
+    if (sd.paramGroups.length !== this.paramGroups.length)
+      throw new OptimizerError(
+        `loadStateDict: ${sd.paramGroups.length} parameter groups in the state dict, the optimizer has ${this.paramGroups.length}`,
+      );
     const byIndex = new Map<number, Tensor>();
     sd.paramGroups.forEach((sg, gi) => {
       const g = this.paramGroups[gi];
-      if (sg.params.length !== g.params.length) throw new OptimizerError(`loadStateDict: group ${gi} has ${sg.params.length} parameters in the state dict, ${g.params.length} in the optimizer`);
-      sg.params.forEach((id, i) => byIndex.set(id, g.params[i]));
+      if (sg.params.length !== g.params.length)
+        throw new OptimizerError(
+          `loadStateDict: group ${gi} has ${sg.params.length} parameters in the state dict, ${g.params.length} in the optimizer`,
+        );
+      sg.params.forEach((id, i) => {
+        byIndex.set(id, g.params[i]);
+      });
     });
     const next = new Map<Tensor, S>();
     for (const [k, st] of Object.entries(sd.state)) {
@@ -169,7 +192,10 @@ export abstract class Optimizer<H extends BaseHyper = BaseHyper, S extends Param
       if (!p) throw new OptimizerError(`loadStateDict: state for parameter index ${k}, which no group lists`);
       const copy: ParamState = {};
       for (const [name, v] of Object.entries(st)) {
-        if (v instanceof Tensor && !shapesEqual(v.shape, p.shape)) throw new ShapeError(`loadStateDict: state '${name}' of parameter ${k} has shape ${fmtShape(v.shape)}, the parameter ${fmtShape(p.shape)}`);
+        if (v instanceof Tensor && !shapesEqual(v.shape, p.shape))
+          throw new ShapeError(
+            `loadStateDict: state '${name}' of parameter ${k} has shape ${fmtShape(v.shape)}, the parameter ${fmtShape(p.shape)}`,
+          );
         copy[name] = v instanceof Tensor ? copyTensor(v, p.dtype) : v;
       }
       next.set(p, copy as S);

@@ -24,13 +24,19 @@ export class LRScheduler {
   readonly baseLrs: number[];
   private readonly lambdas: LrLambda[];
 
-  constructor(readonly optimizer: Optimizer<BaseHyper>, lambda: LrLambda | LrLambda[], lastEpoch = -1) {
+  constructor(
+    readonly optimizer: Optimizer<BaseHyper>,
+    lambda: LrLambda | LrLambda[],
+    lastEpoch = -1,
+  ) {
     const groups = optimizer.paramGroups;
     this.lambdas = Array.isArray(lambda) ? lambda : groups.map(() => lambda);
-    if (this.lambdas.length !== groups.length) throw new ValueError(`LRScheduler: ${this.lambdas.length} lambdas for ${groups.length} parameter groups`);
+    if (this.lambdas.length !== groups.length)
+      throw new ValueError(`LRScheduler: ${this.lambdas.length} lambdas for ${groups.length} parameter groups`);
     for (const g of groups) {
       if (lastEpoch === -1) g.initialLr = g.lr;
-      else if (g.initialLr === undefined) throw new ValueError("LRScheduler: resuming (lastEpoch != -1) needs initialLr on every group");
+      else if (g.initialLr === undefined)
+        throw new ValueError("LRScheduler: resuming (lastEpoch != -1) needs initialLr on every group");
     }
     this.baseLrs = groups.map((g) => g.initialLr as number);
     this.lastEpoch = lastEpoch;
@@ -60,7 +66,10 @@ export class LRScheduler {
 
   /** Restores the position and base lrs, and sets the groups' lr for that step. */
   loadStateDict(sd: SchedulerStateDict): void {
-    if (sd.baseLrs.length !== this.baseLrs.length) throw new ValueError(`LRScheduler.loadStateDict: ${sd.baseLrs.length} base lrs for ${this.baseLrs.length} groups`);
+    if (sd.baseLrs.length !== this.baseLrs.length)
+      throw new ValueError(
+        `LRScheduler.loadStateDict: ${sd.baseLrs.length} base lrs for ${this.baseLrs.length} groups`,
+      );
     this.lastEpoch = sd.lastEpoch;
     this.baseLrs.splice(0, this.baseLrs.length, ...sd.baseLrs);
     this.optimizer.paramGroups.forEach((g, i) => {
@@ -105,11 +114,20 @@ export function getConstantScheduleWithWarmup(opt: Optimizer<BaseHyper>, numWarm
   return new LRScheduler(opt, constantWithWarmupLambda(numWarmupSteps));
 }
 /** HF `get_linear_schedule_with_warmup`. */
-export function getLinearScheduleWithWarmup(opt: Optimizer<BaseHyper>, numWarmupSteps: number, numTrainingSteps: number): LRScheduler {
+export function getLinearScheduleWithWarmup(
+  opt: Optimizer<BaseHyper>,
+  numWarmupSteps: number,
+  numTrainingSteps: number,
+): LRScheduler {
   return new LRScheduler(opt, linearWithWarmupLambda(numWarmupSteps, numTrainingSteps));
 }
 /** HF `get_cosine_schedule_with_warmup`. */
-export function getCosineScheduleWithWarmup(opt: Optimizer<BaseHyper>, numWarmupSteps: number, numTrainingSteps: number, numCycles = 0.5): LRScheduler {
+export function getCosineScheduleWithWarmup(
+  opt: Optimizer<BaseHyper>,
+  numWarmupSteps: number,
+  numTrainingSteps: number,
+  numCycles = 0.5,
+): LRScheduler {
   return new LRScheduler(opt, cosineWithWarmupLambda(numWarmupSteps, numTrainingSteps, numCycles));
 }
 
@@ -119,7 +137,11 @@ export type SchedulerName = "constant" | "constant_with_warmup" | "linear" | "co
  * HF `get_scheduler` by name.
  * @example getScheduler("cosine", opt, { numWarmupSteps: 100, numTrainingSteps: 1000 })
  */
-export function getScheduler(name: SchedulerName, opt: Optimizer<BaseHyper>, o: { numWarmupSteps?: number; numTrainingSteps?: number; numCycles?: number } = {}): LRScheduler {
+export function getScheduler(
+  name: SchedulerName,
+  opt: Optimizer<BaseHyper>,
+  o: { numWarmupSteps?: number; numTrainingSteps?: number; numCycles?: number } = {},
+): LRScheduler {
   const warm = o.numWarmupSteps ?? 0;
   const need = () => {
     if (o.numTrainingSteps === undefined) throw new ValueError(`getScheduler: "${name}" needs numTrainingSteps`);
@@ -135,6 +157,8 @@ export function getScheduler(name: SchedulerName, opt: Optimizer<BaseHyper>, o: 
     case "cosine":
       return getCosineScheduleWithWarmup(opt, warm, need(), o.numCycles);
     default:
-      throw new ValueError(`getScheduler: unknown schedule "${name as string}" (constant, constant_with_warmup, linear, cosine)`);
+      throw new ValueError(
+        `getScheduler: unknown schedule "${name as string}" (constant, constant_with_warmup, linear, cosine)`,
+      );
   }
 }

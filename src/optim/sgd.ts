@@ -1,7 +1,7 @@
 /** SGD with momentum, dampening, Nesterov and L2 weight decay (PyTorch `torch.optim.SGD`). */
 import { ValueError } from "../tensor/errors.ts";
 import type { Tensor } from "../tensor/tensor.ts";
-import { type ParamGroup, type ParamsArg, Optimizer, storageOf, valuesOf, zerosLike } from "./optimizer.ts";
+import { Optimizer, type ParamGroup, type ParamsArg, storageOf, valuesOf, zerosLike } from "./optimizer.ts";
 
 export interface SGDHyper {
   lr: number;
@@ -33,7 +33,8 @@ export class SGD extends Optimizer<SGDHyper, SGDState> {
     super.validate(g);
     if (g.momentum < 0) throw new ValueError(`SGD: invalid momentum ${g.momentum}`);
     if (g.weightDecay < 0) throw new ValueError(`SGD: invalid weightDecay ${g.weightDecay}`);
-    if (g.nesterov && (g.momentum <= 0 || g.dampening !== 0)) throw new ValueError("SGD: nesterov needs momentum > 0 and dampening 0");
+    if (g.nesterov && (g.momentum <= 0 || g.dampening !== 0))
+      throw new ValueError("SGD: nesterov needs momentum > 0 and dampening 0");
   }
 
   protected initState(): SGDState {

@@ -5,19 +5,34 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { backward } from "../../src/autograd/index.ts";
 import { referenceBackend, setBackend } from "../../src/backend/index.ts";
-import { AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Flatten, Linear, type Module, ReLU, Sequential } from "../../src/nn/index.ts";
+import {
+  AdaptiveAvgPool2d,
+  BatchNorm2d,
+  Conv2d,
+  Flatten,
+  Linear,
+  type Module,
+  ReLU,
+  Sequential,
+} from "../../src/nn/index.ts";
 import { crossEntropy } from "../../src/ops/index.ts";
-import { AdamW, type Optimizer, SGD, clipGradNorm } from "../../src/optim/index.ts";
+import { AdamW, clipGradNorm, type Optimizer, SGD } from "../../src/optim/index.ts";
 import { manualSeed } from "../../src/tensor/rng.ts";
-import { type Tensor, randint, randn } from "../../src/tensor/tensor.ts";
+import { randint, randn, type Tensor } from "../../src/tensor/tensor.ts";
 
 setBackend(referenceBackend);
 
 function cnn(): Sequential {
   return new Sequential(
-    new Conv2d(3, 4, 3, { padding: 1 }), new BatchNorm2d(4), new ReLU(),
-    new Conv2d(4, 6, 3, { stride: 2 }), new BatchNorm2d(6), new ReLU(),
-    new AdaptiveAvgPool2d(1), new Flatten(), new Linear(6, 3),
+    new Conv2d(3, 4, 3, { padding: 1 }),
+    new BatchNorm2d(4),
+    new ReLU(),
+    new Conv2d(4, 6, 3, { stride: 2 }),
+    new BatchNorm2d(6),
+    new ReLU(),
+    new AdaptiveAvgPool2d(1),
+    new Flatten(),
+    new Linear(6, 3),
   );
 }
 

@@ -4,18 +4,36 @@ import { describe, test } from "node:test";
 import { backward } from "../../src/autograd/index.ts";
 import { referenceBackend, setBackend } from "../../src/backend/index.ts";
 import {
-  AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Dropout, Embedding, Flatten, GELU, GroupNorm, Identity, LayerNorm, Linear, MaxPool2d,
-  ModuleList, MultiheadAttention, RMSNorm, ReLU, Sequential, SiLU, Tanh,
+  AdaptiveAvgPool2d,
+  BatchNorm2d,
+  Conv2d,
+  Dropout,
+  Embedding,
+  Flatten,
+  GELU,
+  GroupNorm,
+  Identity,
+  LayerNorm,
+  Linear,
+  MaxPool2d,
+  ModuleList,
+  MultiheadAttention,
+  ReLU,
+  RMSNorm,
+  Sequential,
+  SiLU,
+  Tanh,
 } from "../../src/nn/index.ts";
 import * as F from "../../src/ops/index.ts";
 import { manualSeed } from "../../src/tensor/rng.ts";
-import { type Tensor, randn, tensor } from "../../src/tensor/tensor.ts";
+import { randn, type Tensor, tensor } from "../../src/tensor/tensor.ts";
 import { assertClose } from "../helpers.ts";
 
 setBackend(referenceBackend);
 const f64 = { dtype: "float64" as const };
 const names = (m: { stateDict(): Map<string, Tensor> }) => [...m.stateDict().keys()];
-const shapes = (m: { stateDict(): Map<string, Tensor> }) => Object.fromEntries([...m.stateDict()].map(([k, v]) => [k, [...v.shape]]));
+const shapes = (m: { stateDict(): Map<string, Tensor> }) =>
+  Object.fromEntries([...m.stateDict()].map(([k, v]) => [k, [...v.shape]]));
 
 describe("Linear", () => {
   test("forward is x W^T + b; PyTorch shapes, names and init bounds", () => {
@@ -23,7 +41,8 @@ describe("Linear", () => {
     const fc = new Linear(5, 3, f64);
     assert.deepEqual(shapes(fc), { weight: [3, 5], bias: [3] });
     const bound = 1 / Math.sqrt(5);
-    for (const v of [...fc.weight.toList(), ...fc.bias!.toList()]) assert.ok(Math.abs(v) <= bound, `init value ${v} outside ±${bound}`);
+    for (const v of [...fc.weight.toList(), ...fc.bias!.toList()])
+      assert.ok(Math.abs(v) <= bound, `init value ${v} outside ±${bound}`);
     const x = randn([2, 4, 5], f64);
     const want = F.add(F.matmul(x, F.transpose(fc.weight)), fc.bias!);
     assertClose(fc.forward(x), want, 1e-12, "linear");
@@ -52,7 +71,10 @@ describe("Embedding", () => {
     backward(F.sum(F.mul(y, y)));
     const g = e.weight.grad!.toList();
     assert.deepEqual(g.slice(0, 3), [0, 0, 0], "padding row gradient");
-    assert.ok(g.slice(6, 9).some((v) => v !== 0), "row 2 gets a gradient");
+    assert.ok(
+      g.slice(6, 9).some((v) => v !== 0),
+      "row 2 gets a gradient",
+    );
   });
 });
 
@@ -83,7 +105,12 @@ describe("normalisation layers", () => {
     const g0 = F.slice(F.select(x, 0, 0), 0, 0, 2).toList();
     const m = g0.reduce((a, b) => a + b) / g0.length;
     const v = g0.reduce((a, b) => a + (b - m) ** 2, 0) / g0.length;
-    assertClose(F.slice(F.select(y, 0, 0), 0, 0, 2).toList(), g0.map((t) => (t - m) / Math.sqrt(v + 1e-5)), 1e-12, "groupnorm");
+    assertClose(
+      F.slice(F.select(y, 0, 0), 0, 0, 2).toList(),
+      g0.map((t) => (t - m) / Math.sqrt(v + 1e-5)),
+      1e-12,
+      "groupnorm",
+    );
   });
   test("BatchNorm2d: HF/torchvision buffer names, batch stats + running update in train, running stats in eval", () => {
     const bn = new BatchNorm2d(3, f64);
@@ -94,17 +121,41 @@ describe("normalisation layers", () => {
     const mu = F.mean(xs, [1, 2, 3]).toList();
     const vb = F.variance(xs, [1, 2, 3], false, 0).toList();
     const vu = F.variance(xs, [1, 2, 3], false, 1).toList();
-    assertClose(bn.running_mean!.value, mu.map((m) => 0.1 * m), 1e-12, "running_mean");
-    assertClose(bn.running_var!.value, vu.map((v) => 0.9 + 0.1 * v), 1e-12, "running_var");
+    assertClose(
+      bn.running_mean!.value,
+      mu.map((m) => 0.1 * m),
+      1e-12,
+      "running_mean",
+    );
+    assertClose(
+      bn.running_var!.value,
+      vu.map((v) => 0.9 + 0.1 * v),
+      1e-12,
+      "running_var",
+    );
     assert.equal(bn.num_batches_tracked!.value.item(), 1);
     const y0 = F.select(F.permute(y, [1, 0, 2, 3]), 0, 0).toList();
-    assertClose(y0, F.select(xs, 0, 0).toList().map((t) => (t - mu[0]) / Math.sqrt(vb[0] + 1e-5)), 1e-12, "train forward");
+    assertClose(
+      y0,
+      F.select(xs, 0, 0)
+        .toList()
+        .map((t) => (t - mu[0]) / Math.sqrt(vb[0] + 1e-5)),
+      1e-12,
+      "train forward",
+    );
     bn.eval();
     const ye = bn.forward(x);
     const rm = bn.running_mean!.value.toList();
     const rv = bn.running_var!.value.toList();
     const ye0 = F.select(F.permute(ye, [1, 0, 2, 3]), 0, 0).toList();
-    assertClose(ye0, F.select(xs, 0, 0).toList().map((t) => (t - rm[0]) / Math.sqrt(rv[0] + 1e-5)), 1e-12, "eval forward");
+    assertClose(
+      ye0,
+      F.select(xs, 0, 0)
+        .toList()
+        .map((t) => (t - rm[0]) / Math.sqrt(rv[0] + 1e-5)),
+      1e-12,
+      "eval forward",
+    );
     assert.equal(bn.num_batches_tracked!.value.item(), 1, "eval does not count batches");
   });
   test("BatchNorm2d with momentum null keeps a cumulative average", () => {
@@ -115,7 +166,12 @@ describe("normalisation layers", () => {
     bn.forward(b);
     const ma = F.mean(a, [0, 2, 3]).toList();
     const mb = F.mean(b, [0, 2, 3]).toList();
-    assertClose(bn.running_mean!.value, ma.map((v, i) => (v + mb[i]) / 2), 1e-12, "cumulative mean");
+    assertClose(
+      bn.running_mean!.value,
+      ma.map((v, i) => (v + mb[i]) / 2),
+      1e-12,
+      "cumulative mean",
+    );
   });
 });
 
@@ -137,7 +193,10 @@ describe("Conv2d, pools, dropout, activations", () => {
     const y = d.forward(x).toList();
     const xs = x.toList();
     let zeros = 0;
-    y.forEach((v, i) => (v === 0 ? zeros++ : assert.ok(Math.abs(v - 2 * xs[i]) < 1e-12)));
+    y.forEach((v, i) => {
+      if (v === 0) zeros++;
+      else assert.ok(Math.abs(v - 2 * xs[i]) < 1e-12);
+    });
     assert.ok(zeros > 400 && zeros < 600, `${zeros} of 1000 dropped`);
   });
   test("activation modules equal their functions", () => {
@@ -153,7 +212,14 @@ describe("Conv2d, pools, dropout, activations", () => {
 describe("containers", () => {
   test("Sequential names children by index (PyTorch) and chains forward", () => {
     manualSeed(3);
-    const net = new Sequential(new Conv2d(1, 2, 3), new ReLU(), new MaxPool2d(2), new AdaptiveAvgPool2d(1), new Flatten(), new Linear(2, 3));
+    const net = new Sequential(
+      new Conv2d(1, 2, 3),
+      new ReLU(),
+      new MaxPool2d(2),
+      new AdaptiveAvgPool2d(1),
+      new Flatten(),
+      new Linear(2, 3),
+    );
     assert.deepEqual(names(net), ["0.weight", "0.bias", "5.weight", "5.bias"]);
     assert.deepEqual([...net.forward(randn([2, 1, 8, 8])).shape], [2, 3]);
     assert.equal(net.length, 6);
@@ -177,7 +243,9 @@ describe("MultiheadAttention", () => {
     const [q, k, v] = [proj(0), proj(1), proj(2)];
     const D = E / H;
     const out = new Float64Array(N * L * E);
-    const qa = q.toList(), ka = k.toList(), va = v.toList();
+    const qa = q.toList(),
+      ka = k.toList(),
+      va = v.toList();
     for (let b = 0; b < N; b++)
       for (let h = 0; h < H; h++)
         for (let i = 0; i < L; i++) {
@@ -190,15 +258,28 @@ describe("MultiheadAttention", () => {
           const mx = Math.max(...s);
           const e = s.map((t) => Math.exp(t - mx));
           const z = e.reduce((a, c) => a + c);
-          for (let d = 0; d < D; d++) out[(b * L + i) * E + h * D + d] = e.reduce((a, p, j) => a + (p / z) * va[(b * L + j) * E + h * D + d], 0);
+          for (let d = 0; d < D; d++)
+            out[(b * L + i) * E + h * D + d] = e.reduce((a, p, j) => a + (p / z) * va[(b * L + j) * E + h * D + d], 0);
         }
     return m.out_proj.forward(tensor(out, { shape: [N, L, E] }));
   }
 
   test("PyTorch names and shapes; separate q/k/v projections when kdim/vdim differ", () => {
-    assert.deepEqual(shapes(new MultiheadAttention(E, H)), { in_proj_weight: [24, 8], in_proj_bias: [24], "out_proj.weight": [8, 8], "out_proj.bias": [8] });
+    assert.deepEqual(shapes(new MultiheadAttention(E, H)), {
+      in_proj_weight: [24, 8],
+      in_proj_bias: [24],
+      "out_proj.weight": [8, 8],
+      "out_proj.bias": [8],
+    });
     const m2 = new MultiheadAttention(E, H, { kdim: 5, vdim: 3 });
-    assert.deepEqual(names(m2).sort(), ["in_proj_bias", "k_proj_weight", "out_proj.bias", "out_proj.weight", "q_proj_weight", "v_proj_weight"]);
+    assert.deepEqual(names(m2).sort(), [
+      "in_proj_bias",
+      "k_proj_weight",
+      "out_proj.bias",
+      "out_proj.weight",
+      "q_proj_weight",
+      "v_proj_weight",
+    ]);
     const y = m2.forward(randn([4, 2, E]), randn([6, 2, 5]), randn([6, 2, 3]));
     assert.deepEqual([...y.shape], [4, 2, E]);
   });
@@ -207,12 +288,35 @@ describe("MultiheadAttention", () => {
     const m = new MultiheadAttention(E, H, { ...f64, batchFirst: true });
     m.in_proj_bias!.data.set(randn([3 * E], f64).data);
     const x = randn([2, 5, E], f64);
-    assertClose(m.forward(x), reference(m, x, () => true), 1e-10, "plain");
-    assertClose(m.forward(x, x, x, { isCausal: true }), reference(m, x, (_b, i, j) => j <= i), 1e-10, "causal");
+    assertClose(
+      m.forward(x),
+      reference(m, x, () => true),
+      1e-10,
+      "plain",
+    );
+    assertClose(
+      m.forward(x, x, x, { isCausal: true }),
+      reference(m, x, (_b, i, j) => j <= i),
+      1e-10,
+      "causal",
+    );
     const pad = tensor(Uint8Array.from([0, 0, 0, 0, 0, 0, 0, 0, 1, 1]), { shape: [2, 5], dtype: "bool" });
-    assertClose(m.forward(x, x, x, { keyPaddingMask: pad }), reference(m, x, (b, _i, j) => !(b === 1 && j >= 3)), 1e-10, "padding");
-    const attn = tensor(Uint8Array.from({ length: 25 }, (_, t) => (t % 5 > Math.floor(t / 5) ? 1 : 0)), { shape: [5, 5], dtype: "bool" });
-    assertClose(m.forward(x, x, x, { attnMask: attn }), reference(m, x, (_b, i, j) => j <= i), 1e-10, "bool attn_mask = causal");
+    assertClose(
+      m.forward(x, x, x, { keyPaddingMask: pad }),
+      reference(m, x, (b, _i, j) => !(b === 1 && j >= 3)),
+      1e-10,
+      "padding",
+    );
+    const attn = tensor(
+      Uint8Array.from({ length: 25 }, (_, t) => (t % 5 > Math.floor(t / 5) ? 1 : 0)),
+      { shape: [5, 5], dtype: "bool" },
+    );
+    assertClose(
+      m.forward(x, x, x, { attnMask: attn }),
+      reference(m, x, (_b, i, j) => j <= i),
+      1e-10,
+      "bool attn_mask = causal",
+    );
   });
   test("sequence-first layout (PyTorch default) transposes in and out", () => {
     manualSeed(5);

@@ -4,9 +4,9 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { backward, noGrad } from "../../src/autograd/index.ts";
 import { referenceBackend, setBackend } from "../../src/backend/index.ts";
-import { AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Flatten, Linear, Tanh, ReLU, Sequential } from "../../src/nn/index.ts";
+import { AdaptiveAvgPool2d, BatchNorm2d, Conv2d, Flatten, Linear, ReLU, Sequential, Tanh } from "../../src/nn/index.ts";
 import { argmax, crossEntropy, mseLoss } from "../../src/ops/index.ts";
-import { AdamW, SGD, clipGradNorm, getCosineScheduleWithWarmup } from "../../src/optim/index.ts";
+import { AdamW, clipGradNorm, getCosineScheduleWithWarmup, SGD } from "../../src/optim/index.ts";
 import { Generator, manualSeed } from "../../src/tensor/rng.ts";
 import { type Tensor, tensor } from "../../src/tensor/tensor.ts";
 
@@ -63,9 +63,15 @@ test("CNN with BatchNorm classifies bar orientation to cross-entropy < 0.1 and h
   const g = new Generator(200);
   const [x, y] = shapesData(96, g);
   const cnn = new Sequential(
-    new Conv2d(1, 4, 3, { padding: 1 }), new BatchNorm2d(4), new ReLU(),
-    new Conv2d(4, 6, 3, { padding: 1, stride: 2 }), new BatchNorm2d(6), new ReLU(),
-    new AdaptiveAvgPool2d(1), new Flatten(), new Linear(6, 3),
+    new Conv2d(1, 4, 3, { padding: 1 }),
+    new BatchNorm2d(4),
+    new ReLU(),
+    new Conv2d(4, 6, 3, { padding: 1, stride: 2 }),
+    new BatchNorm2d(6),
+    new ReLU(),
+    new AdaptiveAvgPool2d(1),
+    new Flatten(),
+    new Linear(6, 3),
   );
   const opt = new SGD(cnn.parameters(), { lr: 0.1, momentum: 0.9, weightDecay: 1e-4 });
   const start = Date.now();
@@ -88,7 +94,9 @@ test("CNN with BatchNorm classifies bar orientation to cross-entropy < 0.1 and h
     loss = crossEntropy(cnn.forward(x), y).item();
     const pred = argmax(cnn.forward(xt), -1).toList();
     const acc = pred.filter((p, i) => p === yt.toList()[i]).length / pred.length;
-    t.diagnostic(`CNN: loss ${first.toFixed(3)} -> ${loss.toFixed(4)} (eval mode), held-out accuracy ${acc} in ${Date.now() - start} ms`);
+    t.diagnostic(
+      `CNN: loss ${first.toFixed(3)} -> ${loss.toFixed(4)} (eval mode), held-out accuracy ${acc} in ${Date.now() - start} ms`,
+    );
     assert.ok(acc >= 0.9, `held-out accuracy ${acc}`);
   });
   assert.ok(loss < 0.1, `final eval-mode cross-entropy ${loss}`);

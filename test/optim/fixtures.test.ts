@@ -5,7 +5,18 @@ import { describe, test } from "node:test";
 import { backward } from "../../src/autograd/index.ts";
 import { referenceBackend, setBackend } from "../../src/backend/index.ts";
 import { add, mul, sin, sub, sum } from "../../src/ops/index.ts";
-import { Adam, AdamW, type BaseHyper, LRScheduler, type Optimizer, SGD, clipGradNorm, cosineWithWarmupLambda, getCosineScheduleWithWarmup, getLinearScheduleWithWarmup } from "../../src/optim/index.ts";
+import {
+  Adam,
+  AdamW,
+  type BaseHyper,
+  clipGradNorm,
+  cosineWithWarmupLambda,
+  getCosineScheduleWithWarmup,
+  getLinearScheduleWithWarmup,
+  LRScheduler,
+  type Optimizer,
+  SGD,
+} from "../../src/optim/index.ts";
 import { Tensor } from "../../src/tensor/tensor.ts";
 import { assertClose, loadJson, loadTensors, maxRelDiff } from "../helpers.ts";
 
@@ -90,7 +101,10 @@ function runCase(c: Case, make: (ps: Tensor[]) => Setup = SETUPS[c.name]): numbe
 describe("optimiser fixtures (PyTorch 1.13), float64", () => {
   setBackend(referenceBackend);
   test("every fixture case has a setup", () => {
-    assert.deepEqual(spec.cases.map((c) => c.name).filter((n) => !SETUPS[n]), []);
+    assert.deepEqual(
+      spec.cases.map((c) => c.name).filter((n) => !SETUPS[n]),
+      [],
+    );
   });
   for (const c of spec.cases) test(c.name, (t) => t.diagnostic(`max rel diff ${runCase(c).toExponential(2)}`));
 
@@ -126,7 +140,8 @@ describe("optimiser fixtures (PyTorch 1.13), float64", () => {
     sched2.loadStateDict(ssd);
     for (let k = 5; k < 12; k++) {
       stepOnce(opt2, sched2, qs, k);
-      for (let i = 0; i < 2; i++) assertClose(qs[i], data.get(`${c.name}/p${i}/step${k + 1}`)!, 1e-6, `resumed p${i} step ${k + 1}`);
+      for (let i = 0; i < 2; i++)
+        assertClose(qs[i], data.get(`${c.name}/p${i}/step${k + 1}`)!, 1e-6, `resumed p${i} step ${k + 1}`);
     }
   });
 });
