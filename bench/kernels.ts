@@ -110,9 +110,7 @@ def run(c):
         with torch.no_grad():
             fwd = best(conv)
         y = conv(); dy = torch.randn_like(y)
-        def fb():
-            yy = conv(); torch.autograd.grad(yy, (x, w), dy)
-        return [fwd, max(best(fb) - fwd, 1e-6)]
+        return [fwd, best(lambda: torch.autograd.grad(y, (x, w), dy, retain_graph=True))]
     else:
         B, H, T, D = c["B"], c["H"], c["T"], c["D"]
         q, k, v = [torch.randn(B, H, T, D, requires_grad=True) for _ in range(3)]
@@ -124,9 +122,8 @@ def run(c):
         with torch.no_grad():
             fwd = best(attn)
         dout = torch.randn(B, H, T, D)
-        def fb():
-            o = attn(); torch.autograd.grad(o, (q, k, v), dout)
-        return [fwd, max(best(fb) - fwd, 1e-6)]
+        o = attn()
+        return [fwd, best(lambda: torch.autograd.grad(o, (q, k, v), dout, retain_graph=True))]
 print("ready", flush=True)
 for line in sys.stdin:
     print(json.dumps(run(json.loads(line))), flush=True)
