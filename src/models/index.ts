@@ -7,3 +7,4 @@ import "./qwen2.ts";
 import "./mistral.ts";
 import "./distilbert.ts";
 import "./roberta.ts";
+import "./mobilenet_v2.ts";
