@@ -8,3 +8,4 @@ import "./mistral.ts";
 import "./distilbert.ts";
 import "./roberta.ts";
 import "./mobilenet_v2.ts";
+import "./resnet.ts";

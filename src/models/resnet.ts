@@ -1,0 +1,152 @@
+/**
+ * torchvision ResNet (v1.5: the stride sits in the 3x3 conv of a Bottleneck): resnet18/34 with
+ * BasicBlocks, resnet50/101/152 with Bottlenecks. torchvision names (`conv1`, `bn1`,
+ * `layer1.0.conv1`, `layer2.0.downsample.0/1`, `fc`), so a torchvision state dict loads as is.
+ * Config: `{"architecture": "resnet18", "num_classes": 5}` (+ `id2label`).
+ *
+ * @example
+ * const model = getArchitecture("resnet18").create({ architecture: "resnet18", num_classes: 5 }, "image-classification");
+ * const { logits, loss } = model.forward({ pixelValues, labels });
+ */
+import { Module } from "../nn/module.ts";
+import { adaptiveAvgPool2d, add, flatten, maxPool2d, relu } from "../ops/index.ts";
+import { ValueError } from "../tensor/errors.ts";
+import type { Tensor } from "../tensor/tensor.ts";
+import { buildModel } from "./encoder-common.ts";
+import { registerArchitecture } from "./registry.ts";
+import { BatchNorm2d, Conv2d, ImageClassifier, readVisionLabels, TorchLinear } from "./vision-common.ts";
+
+/** conv3x3 -> BN -> ReLU -> conv3x3 -> BN, + identity (or downsample), ReLU. */
+export class BasicBlock extends Module {
+  static readonly expansion = 1;
+  conv1: Conv2d;
+  bn1: BatchNorm2d;
+  conv2: Conv2d;
+  bn2: BatchNorm2d;
+  downsample: [Conv2d, BatchNorm2d] | null;
+  constructor(inplanes: number, planes: number, stride: number, downsample: [Conv2d, BatchNorm2d] | null) {
+    super();
+    this.conv1 = new Conv2d(inplanes, planes, 3, { stride, padding: 1 });
+    this.bn1 = new BatchNorm2d(planes);
+    this.conv2 = new Conv2d(planes, planes, 3, { padding: 1 });
+    this.bn2 = new BatchNorm2d(planes);
+    this.downsample = downsample;
+  }
+  forward(x: Tensor): Tensor {
+    const out = this.bn2.forward(this.conv2.forward(relu(this.bn1.forward(this.conv1.forward(x)))));
+    return relu(add(out, shortcut(this.downsample, x)));
+  }
+}
+
+/** conv1x1 -> BN -> ReLU -> conv3x3 (stride) -> BN -> ReLU -> conv1x1 (x4) -> BN, + shortcut, ReLU. */
+export class Bottleneck extends Module {
+  static readonly expansion = 4;
+  conv1: Conv2d;
+  bn1: BatchNorm2d;
+  conv2: Conv2d;
+  bn2: BatchNorm2d;
+  conv3: Conv2d;
+  bn3: BatchNorm2d;
+  downsample: [Conv2d, BatchNorm2d] | null;
+  constructor(inplanes: number, planes: number, stride: number, downsample: [Conv2d, BatchNorm2d] | null) {
+    super();
+    this.conv1 = new Conv2d(inplanes, planes, 1);
+    this.bn1 = new BatchNorm2d(planes);
+    this.conv2 = new Conv2d(planes, planes, 3, { stride, padding: 1 });
+    this.bn2 = new BatchNorm2d(planes);
+    this.conv3 = new Conv2d(planes, planes * 4, 1);
+    this.bn3 = new BatchNorm2d(planes * 4);
+    this.downsample = downsample;
+  }
+  forward(x: Tensor): Tensor {
+    let out = relu(this.bn1.forward(this.conv1.forward(x)));
+    out = relu(this.bn2.forward(this.conv2.forward(out)));
+    out = this.bn3.forward(this.conv3.forward(out));
+    return relu(add(out, shortcut(this.downsample, x)));
+  }
+}
+
+function shortcut(ds: [Conv2d, BatchNorm2d] | null, x: Tensor): Tensor {
+  return ds ? ds[1].forward(ds[0].forward(x)) : x;
+}
+
+type Block = typeof BasicBlock | typeof Bottleneck;
+
+/** Block type and blocks per stage of each torchvision ResNet. */
+export const RESNET_SPECS: Readonly<Record<string, { block: Block; layers: [number, number, number, number] }>> = {
+  resnet18: { block: BasicBlock, layers: [2, 2, 2, 2] },
+  resnet34: { block: BasicBlock, layers: [3, 4, 6, 3] },
+  resnet50: { block: Bottleneck, layers: [3, 4, 6, 3] },
+  resnet101: { block: Bottleneck, layers: [3, 4, 23, 3] },
+  resnet152: { block: Bottleneck, layers: [3, 8, 36, 3] },
+};
+
+/** torchvision `ResNet`: stem (conv 7x7/2, BN, ReLU, max-pool 3x3/2), four stages, global average pool, `fc`. */
+export class ResNet extends ImageClassifier {
+  readonly headPrefix = "fc";
+  readonly numFeatures: number;
+  readonly config: Record<string, unknown>;
+  conv1: Conv2d;
+  bn1: BatchNorm2d;
+  layer1: InstanceType<Block>[];
+  layer2: InstanceType<Block>[];
+  layer3: InstanceType<Block>[];
+  layer4: InstanceType<Block>[];
+  fc: TorchLinear;
+  constructor(
+    readonly modelType: string,
+    raw: Record<string, unknown>,
+    file = "config.json",
+  ) {
+    super();
+    const spec = RESNET_SPECS[modelType];
+    if (!spec)
+      throw new ValueError(`${file}: unknown ResNet '${modelType}' (known: ${Object.keys(RESNET_SPECS).join(", ")})`);
+    const labels = readVisionLabels({ raw, file });
+    this.config = { ...raw, architecture: modelType };
+    let inplanes = 64;
+    const stage = (planes: number, blocks: number, stride: number) => {
+      const exp = spec.block.expansion;
+      const ds: [Conv2d, BatchNorm2d] | null =
+        stride !== 1 || inplanes !== planes * exp
+          ? [new Conv2d(inplanes, planes * exp, 1, { stride }), new BatchNorm2d(planes * exp)]
+          : null;
+      const out = [new spec.block(inplanes, planes, stride, ds)];
+      inplanes = planes * exp;
+      for (let i = 1; i < blocks; i++) out.push(new spec.block(inplanes, planes, 1, null));
+      return out;
+    };
+    this.conv1 = new Conv2d(3, 64, 7, { stride: 2, padding: 3 });
+    this.bn1 = new BatchNorm2d(64);
+    this.layer1 = stage(64, spec.layers[0], 1);
+    this.layer2 = stage(128, spec.layers[1], 2);
+    this.layer3 = stage(256, spec.layers[2], 2);
+    this.layer4 = stage(512, spec.layers[3], 2);
+    this.numFeatures = inplanes;
+    this.fc = new TorchLinear(inplanes, labels.length);
+    this.setLabels(labels);
+  }
+  pooledFeatures(pixelValues: Tensor): Tensor {
+    let x = maxPool2d(relu(this.bn1.forward(this.conv1.forward(pixelValues))), 3, 2, 1);
+    for (const stage of [this.layer1, this.layer2, this.layer3, this.layer4]) for (const b of stage) x = b.forward(x);
+    return flatten(adaptiveAvgPool2d(x, 1), 1);
+  }
+  protected headLayer(): TorchLinear {
+    return this.fc;
+  }
+  protected newHead(numClasses: number): void {
+    this.fc = new TorchLinear(this.numFeatures, numClasses);
+  }
+}
+
+for (const name of Object.keys(RESNET_SPECS)) {
+  registerArchitecture({
+    modelTypes: [name],
+    tasks: ["image-classification"],
+    create(config, task, file = "config.json", opts) {
+      if (task !== "image-classification")
+        throw new ValueError(`${file}: ${name} has only an 'image-classification' head, not '${task}'`);
+      return buildModel(opts, () => new ResNet(name, config, file));
+    },
+  });
+}
