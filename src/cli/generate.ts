@@ -8,7 +8,7 @@
  * ```
  */
 import { Command, InvalidArgumentError } from "commander";
-import { generate, type GenerateOptions } from "../models/generate.ts";
+import { type GenerateOptions, generate } from "../models/generate.ts";
 import type { DecoderLM } from "../models/heads.ts";
 import { type LoadedModel, loadPretrained } from "../models/pretrained.ts";
 import { ValueError } from "../tensor/errors.ts";
@@ -58,16 +58,22 @@ export async function main(argv: string[]): Promise<void> {
     .exitOverride();
   await cmd.parseAsync(argv, { from: "user" });
   const o = cmd.opts<Opts>();
-  if ((o.prompt === undefined) === (o.promptIds === undefined)) throw new ValueError("give exactly one of --prompt or --prompt-ids");
+  if ((o.prompt === undefined) === (o.promptIds === undefined))
+    throw new ValueError("give exactly one of --prompt or --prompt-ids");
   const model = (await loadPretrained(o.model, { task: "causal-lm" })) as LoadedModel & DecoderLM;
   const tok = model.tokenizer;
   let prompt = o.promptIds;
   if (o.prompt !== undefined) {
     if (!tok) throw new ValueError(`${model.sourceDir} has no tokenizer.json; use --prompt-ids`);
     // A rendered chat template already holds its special tokens.
-    prompt = o.chat ? tok.encode(tok.applyChatTemplate([{ role: "user", content: o.prompt }], { addGenerationPrompt: true }), { addSpecialTokens: false }).ids : tok.encode(o.prompt).ids;
+    prompt = o.chat
+      ? tok.encode(tok.applyChatTemplate([{ role: "user", content: o.prompt }], { addGenerationPrompt: true }), {
+          addSpecialTokens: false,
+        }).ids
+      : tok.encode(o.prompt).ids;
   }
-  const sampled = o.sample || (o.temperature !== undefined && o.temperature > 0) || o.topK !== undefined || o.topP !== undefined;
+  const sampled =
+    o.sample || (o.temperature !== undefined && o.temperature > 0) || o.topK !== undefined || o.topP !== undefined;
   const gen: GenerateOptions = { doSample: o.temperature === 0 ? false : sampled || undefined, seed: o.seed };
   if (o.maxNewTokens !== undefined) gen.maxNewTokens = o.maxNewTokens;
   if (o.temperature !== undefined && o.temperature > 0) gen.temperature = o.temperature;
@@ -89,6 +95,9 @@ export async function main(argv: string[]): Promise<void> {
   }
   const res = generate(model, prompt!, gen);
   const text = tok ? tok.decode(res.newIds, { skipSpecialTokens: true }) : undefined;
-  if (o.json) process.stdout.write(`${JSON.stringify({ promptIds: prompt, newIds: res.newIds, ids: res.ids, text, finishReason: res.finishReason })}\n`);
-  else process.stdout.write(`${text !== undefined && text.startsWith(printed) ? text.slice(printed.length) : ""}\n`);
+  if (o.json)
+    process.stdout.write(
+      `${JSON.stringify({ promptIds: prompt, newIds: res.newIds, ids: res.ids, text, finishReason: res.finishReason })}\n`,
+    );
+  else process.stdout.write(`${text?.startsWith(printed) ? (text ?? "").slice(printed.length) : ""}\n`);
 }

@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { Command } from "commander";
 import { readJsonFile } from "../formats/hf-config.ts";
 import { resolveModelPath } from "../formats/hub.ts";
-import { SINGLE_FILE, readSafetensorsHeader, readSafetensorsIndex } from "../formats/safetensors.ts";
+import { readSafetensorsHeader, readSafetensorsIndex, SINGLE_FILE } from "../formats/safetensors.ts";
 import { getArchitecture } from "../models/index.ts";
 import { taskFromConfig } from "../models/pretrained.ts";
 import { Tokenizer } from "../tokenize/tokenizer.ts";
@@ -31,7 +31,13 @@ export interface ModelSummary {
   dtypes: Record<string, { tensors: number; elements: number }>;
   tied: string[];
   files: string[];
-  tokenizer: null | { type: string; vocabSize: number; specialTokens: Record<string, string>; chatTemplate: boolean; modelMaxLength: number | undefined };
+  tokenizer: null | {
+    type: string;
+    vocabSize: number;
+    specialTokens: Record<string, string>;
+    chatTemplate: boolean;
+    modelMaxLength: number | undefined;
+  };
 }
 
 /** Module group of a parameter name: `transformer.h.0.attn.c_attn.weight` -> `transformer.h`. */
@@ -53,7 +59,9 @@ export async function summarize(pathOrId: string): Promise<ModelSummary> {
   const arch = getArchitecture(modelType, join(dir, "config.json"));
   const task = taskFromConfig(raw, arch);
   const model = arch.create(raw, task, join(dir, "config.json"), { skipInit: true });
-  const files = existsSync(join(dir, SINGLE_FILE)) ? [join(dir, SINGLE_FILE)] : [...(await readSafetensorsIndex(dir)).shards.values()];
+  const files = existsSync(join(dir, SINGLE_FILE))
+    ? [join(dir, SINGLE_FILE)]
+    : [...(await readSafetensorsIndex(dir)).shards.values()];
   const byModule: Record<string, number> = {};
   // Groups in the model's own order (headers list tensors alphabetically).
   for (const [name] of model.namedParameters()) if (!model.tiedKeys?.includes(name)) byModule[moduleGroup(name)] = 0;
@@ -64,7 +72,8 @@ export async function summarize(pathOrId: string): Promise<ModelSummary> {
       const n = t.shape.reduce((a, b) => a * b, 1);
       parameters += n;
       byModule[moduleGroup(name)] = (byModule[moduleGroup(name)] ?? 0) + n;
-      const d = (dtypes[t.dtype] ??= { tensors: 0, elements: 0 });
+      dtypes[t.dtype] ??= { tensors: 0, elements: 0 };
+      const d = dtypes[t.dtype];
       d.tensors++;
       d.elements += n;
     }
@@ -81,28 +90,71 @@ export async function summarize(pathOrId: string): Promise<ModelSummary> {
   let tokenizer: ModelSummary["tokenizer"] = null;
   if (existsSync(join(dir, "tokenizer.json"))) {
     const tok = await Tokenizer.fromDir(dir);
-    const specials = Object.fromEntries(Object.entries(tok.specialTokens).filter(([, v]) => v !== undefined)) as Record<string, string>;
-    tokenizer = { type: String((tok.tokenizerJson.model as { type?: string }).type ?? "?"), vocabSize: tok.vocabSize, specialTokens: specials, chatTemplate: typeof tok.config.chat_template === "string", modelMaxLength: tok.modelMaxLength };
+    const specials = Object.fromEntries(Object.entries(tok.specialTokens).filter(([, v]) => v !== undefined)) as Record<
+      string,
+      string
+    >;
+    tokenizer = {
+      type: String((tok.tokenizerJson.model as { type?: string }).type ?? "?"),
+      vocabSize: tok.vocabSize,
+      specialTokens: specials,
+      chatTemplate: typeof tok.config.chat_template === "string",
+      modelMaxLength: tok.modelMaxLength,
+    };
   }
   const architecture = Array.isArray(raw.architectures) ? String(raw.architectures[0]) : undefined;
-  return { dir, modelType, architecture, task, head, parameters, byModule, dtypes, tied, files: files.map((f) => f.slice(dir.length + 1)), tokenizer };
+  return {
+    dir,
+    modelType,
+    architecture,
+    task,
+    head,
+    parameters,
+    byModule,
+    dtypes,
+    tied,
+    files: files.map((f) => f.slice(dir.length + 1)),
+    tokenizer,
+  };
 }
 
-const fmt = (n: number) => (n >= 1e9 ? `${(n / 1e9).toFixed(2)}B` : n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : n >= 1e4 ? `${(n / 1e3).toFixed(1)}K` : String(n));
+const fmt = (n: number) =>
+  n >= 1e9
+    ? `${(n / 1e9).toFixed(2)}B`
+    : n >= 1e6
+      ? `${(n / 1e6).toFixed(2)}M`
+      : n >= 1e4
+        ? `${(n / 1e3).toFixed(1)}K`
+        : String(n);
 
 /** Human-readable lines for a summary. */
 export function formatSummary(s: ModelSummary): string {
-  const lines = [`model:        ${s.dir}`, `architecture: ${s.architecture ?? "?"} (model_type ${s.modelType})`, `task/head:    ${s.task}; ${s.head}`];
-  lines.push(`parameters:   ${fmt(s.parameters)} (${s.parameters.toLocaleString("en-US")}) stored in ${s.files.join(", ")}`);
+  const lines = [
+    `model:        ${s.dir}`,
+    `architecture: ${s.architecture ?? "?"} (model_type ${s.modelType})`,
+    `task/head:    ${s.task}; ${s.head}`,
+  ];
+  lines.push(
+    `parameters:   ${fmt(s.parameters)} (${s.parameters.toLocaleString("en-US")}) stored in ${s.files.join(", ")}`,
+  );
   const w = Math.max(...Object.keys(s.byModule).map((k) => k.length));
-  for (const [k, n] of Object.entries(s.byModule)) lines.push(`  ${k.padEnd(w)}  ${fmt(n).padStart(8)}  ${((100 * n) / s.parameters).toFixed(1).padStart(5)}%`);
+  for (const [k, n] of Object.entries(s.byModule))
+    lines.push(`  ${k.padEnd(w)}  ${fmt(n).padStart(8)}  ${((100 * n) / s.parameters).toFixed(1).padStart(5)}%`);
   if (s.tied.length) lines.push(`  (tied, not stored: ${s.tied.join(", ")})`);
-  lines.push(`dtypes:       ${Object.entries(s.dtypes).map(([d, v]) => `${d} ${v.tensors} tensors / ${fmt(v.elements)}`).join(", ")}`);
+  lines.push(
+    `dtypes:       ${Object.entries(s.dtypes)
+      .map(([d, v]) => `${d} ${v.tensors} tensors / ${fmt(v.elements)}`)
+      .join(", ")}`,
+  );
   if (!s.tokenizer) lines.push("tokenizer:    none (no tokenizer.json)");
   else {
     const t = s.tokenizer;
-    const sp = Object.entries(t.specialTokens).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(" ");
-    lines.push(`tokenizer:    ${t.type}, vocab ${t.vocabSize}${t.modelMaxLength ? `, max length ${t.modelMaxLength}` : ""}, chat template ${t.chatTemplate ? "yes" : "no"}`);
+    const sp = Object.entries(t.specialTokens)
+      .map(([k, v]) => `${k}=${JSON.stringify(v)}`)
+      .join(" ");
+    lines.push(
+      `tokenizer:    ${t.type}, vocab ${t.vocabSize}${t.modelMaxLength ? `, max length ${t.modelMaxLength}` : ""}, chat template ${t.chatTemplate ? "yes" : "no"}`,
+    );
     if (sp) lines.push(`  special: ${sp}`);
   }
   return lines.join("\n");

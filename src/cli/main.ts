@@ -16,7 +16,10 @@ export interface Subcommand {
 
 /** name -> one-line summary and a lazy import (startup stays fast; unused subcommands never load). */
 export const COMMANDS: Record<string, { summary: string; load: () => Promise<Subcommand> }> = {
-  inspect: { summary: "show a model folder's architecture, parameters, dtypes, head and tokenizer", load: () => import("./inspect.ts") },
+  inspect: {
+    summary: "show a model folder's architecture, parameters, dtypes, head and tokenizer",
+    load: () => import("./inspect.ts"),
+  },
   generate: { summary: "generate text from a prompt with a causal LM", load: () => import("./generate.ts") },
 };
 
@@ -26,8 +29,12 @@ export async function main(argv: string[]): Promise<void> {
   try {
     const cmd = name === undefined ? undefined : COMMANDS[name];
     if (cmd) return await (await cmd.load()).main(rest);
-    const program = new Command("tunekit").description("Fine-tune pre-trained models in TypeScript").version(await version()).exitOverride();
-    for (const [n, c] of Object.entries(COMMANDS)) program.command(n).description(c.summary).helpOption(false).allowUnknownOption();
+    const program = new Command("tunekit")
+      .description("Fine-tune pre-trained models in TypeScript")
+      .version(await version())
+      .exitOverride();
+    for (const [n, c] of Object.entries(COMMANDS))
+      program.command(n).description(c.summary).helpOption(false).allowUnknownOption();
     program.addHelpText("after", "\nRun 'tunekit <command> --help' for a command's options.");
     if (name === undefined) return program.outputHelp();
     await program.parseAsync(argv, { from: "user" });
@@ -44,7 +51,12 @@ export function reportError(command: string | undefined, err: unknown): void {
     return;
   }
   const e = err as Error;
-  const known = e && typeof e === "object" && e.constructor !== Error && e.constructor !== TypeError && e.constructor !== RangeError;
+  const known =
+    e &&
+    typeof e === "object" &&
+    e.constructor !== Error &&
+    e.constructor !== TypeError &&
+    e.constructor !== RangeError;
   process.stderr.write(`tunekit${command ? ` ${command}` : ""}: ${known ? e.message : (e?.stack ?? String(err))}\n`);
   process.exitCode = 1;
 }

@@ -6,11 +6,28 @@
  * The layers here are deliberately minimal; they use the same field names as `torch.nn` so a state
  * dict written by `transformers` loads without renaming.
  */
-import { ValueError } from "../tensor/errors.ts";
-import { Module, Parameter } from "../nn/module.ts";
-import { type Tensor, randn, tensor, zeros, ones } from "../tensor/tensor.ts";
-import { add, cat, embedding, gelu, layerNorm, linear, matmul, mul, reshape, rmsNorm, silu, relu, tanh, where, sigmoid } from "../ops/index.ts";
+
 import { ConfigError, type ConfigSource, getNumber, getString } from "../formats/hf-config.ts";
+import { Module, Parameter } from "../nn/module.ts";
+import {
+  add,
+  cat,
+  embedding,
+  gelu,
+  layerNorm,
+  linear,
+  matmul,
+  mul,
+  relu,
+  reshape,
+  rmsNorm,
+  sigmoid,
+  silu,
+  tanh,
+  where,
+} from "../ops/index.ts";
+import { ValueError } from "../tensor/errors.ts";
+import { ones, randn, type Tensor, tensor, zeros } from "../tensor/tensor.ts";
 
 /** Float32 `finfo.min`: what HF adds to masked attention scores. */
 export const MASK_MIN = -3.4028234663852886e38;
@@ -67,17 +84,26 @@ export class Conv1D extends Module {
 /** `nn.Embedding`; with `paddingIdx` that row gets no gradient (PyTorch semantics). */
 export class Embedding extends Module {
   weight: Parameter;
-  constructor(num: number, dim: number, init: InitOptions, readonly paddingIdx?: number) {
+  constructor(
+    num: number,
+    dim: number,
+    init: InitOptions,
+    readonly paddingIdx?: number,
+  ) {
     super();
     this.weight = initNormal([num, dim], init);
-    if (paddingIdx !== undefined && !init.skipInit && paddingIdx < num) this.weight.data.fill(0, paddingIdx * dim, (paddingIdx + 1) * dim);
+    if (paddingIdx !== undefined && !init.skipInit && paddingIdx < num)
+      this.weight.data.fill(0, paddingIdx * dim, (paddingIdx + 1) * dim);
   }
   forward(ids: Tensor): Tensor {
     const y = embedding(this.weight, ids);
     const p = this.paddingIdx;
     if (p === undefined || !this.weight.requiresGrad || !ids.toFloat64Array().includes(p)) return y;
     // Same values; the detached branch at padding positions stops their gradient.
-    const isPad = tensor(Uint8Array.from(ids.toFloat64Array(), (v) => (v === p ? 1 : 0)), { shape: [...ids.shape, 1], dtype: "bool" });
+    const isPad = tensor(
+      Uint8Array.from(ids.toFloat64Array(), (v) => (v === p ? 1 : 0)),
+      { shape: [...ids.shape, 1], dtype: "bool" },
+    );
     return where(isPad, y.detach(), y);
   }
 }
@@ -85,7 +111,10 @@ export class Embedding extends Module {
 export class LayerNorm extends Module {
   weight: Parameter;
   bias: Parameter;
-  constructor(readonly dim: number, readonly eps: number) {
+  constructor(
+    readonly dim: number,
+    readonly eps: number,
+  ) {
     super();
     this.weight = new Parameter(ones([dim]));
     this.bias = new Parameter(zeros([dim]));
@@ -97,7 +126,10 @@ export class LayerNorm extends Module {
 
 export class RMSNorm extends Module {
   weight: Parameter;
-  constructor(dim: number, readonly eps: number) {
+  constructor(
+    dim: number,
+    readonly eps: number,
+  ) {
     super();
     this.weight = new Parameter(ones([dim]));
   }
@@ -146,14 +178,29 @@ export interface RopeConfig {
 export function readRope(src: ConfigSource, dim: number, thetaDefault: number, maxPositions: number): RopeConfig {
   const theta = getNumber(src, "rope_theta", thetaDefault, { min: 0 });
   const rs = src.raw.rope_scaling;
-  const base: RopeConfig = { dim, theta, maxPositions, type: "default", factor: 1, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: maxPositions };
+  const base: RopeConfig = {
+    dim,
+    theta,
+    maxPositions,
+    type: "default",
+    factor: 1,
+    lowFreqFactor: 1,
+    highFreqFactor: 4,
+    originalMaxPositions: maxPositions,
+  };
   if (rs === undefined || rs === null) return base;
-  if (typeof rs !== "object" || Array.isArray(rs)) throw new ConfigError(src.file, "rope_scaling", "not_object", "expected an object or null");
+  if (typeof rs !== "object" || Array.isArray(rs))
+    throw new ConfigError(src.file, "rope_scaling", "not_object", "expected an object or null");
   const r: ConfigSource = { raw: rs as Record<string, unknown>, file: src.file };
   const type = getString(r, "rope_type", getString(r, "type", "default"));
   if (type === "default") return base;
   if (type !== "linear" && type !== "dynamic" && type !== "llama3") {
-    throw new ConfigError(src.file, "rope_scaling.rope_type", "bad_value", `'${type}' is not supported (default, linear, dynamic, llama3)`);
+    throw new ConfigError(
+      src.file,
+      "rope_scaling.rope_type",
+      "bad_value",
+      `'${type}' is not supported (default, linear, dynamic, llama3)`,
+    );
   }
   return {
     ...base,
@@ -199,7 +246,10 @@ export function paddingMask(attentionMask: Tensor | null | undefined): Tensor | 
   const v = attentionMask.toFloat64Array();
   if (v.every((x) => x !== 0)) return null;
   const [B, S] = attentionMask.shape;
-  return tensor(Float32Array.from(v, (x) => (x !== 0 ? 0 : MASK_MIN)), { shape: [B, 1, 1, S] });
+  return tensor(
+    Float32Array.from(v, (x) => (x !== 0 ? 0 : MASK_MIN)),
+    { shape: [B, 1, 1, S] },
+  );
 }
 
 /** Default position ids (B, T): past..past+T-1 for every row, as HF does when none are given. */
@@ -210,7 +260,8 @@ export function defaultPositions(B: number, T: number, past: number): number[][]
 export function positionsOf(positionIds: Tensor | null | undefined, B: number, T: number, past: number): number[][] {
   if (!positionIds) return defaultPositions(B, T, past);
   const v = positionIds.toList();
-  if (positionIds.size !== B * T) throw new ValueError(`positionIds: expected ${B}x${T} values, got shape [${positionIds.shape}]`);
+  if (positionIds.size !== B * T)
+    throw new ValueError(`positionIds: expected ${B}x${T} values, got shape [${positionIds.shape}]`);
   return Array.from({ length: B }, (_, b) => v.slice(b * T, (b + 1) * T));
 }
 
@@ -255,6 +306,7 @@ export function assignParameter(root: Module, name: string, t: Tensor): boolean 
 /** Parameters reachable under every name (tied parameters under each of their names). */
 export function allParameterNames(root: Module): Map<string, Parameter> {
   const out = new Map<string, Parameter>();
-  for (const [path, m] of root.namedModules()) for (const [k, p] of m.ownParameters()) out.set(path ? `${path}.${k}` : k, p);
+  for (const [path, m] of root.namedModules())
+    for (const [k, p] of m.ownParameters()) out.set(path ? `${path}.${k}` : k, p);
   return out;
 }

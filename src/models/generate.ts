@@ -74,13 +74,24 @@ function resolve(o: GenerateOptions, gen: GenerationConfig | undefined, promptLe
     topK: o.topK ?? gen?.topK ?? 50,
     topP: o.topP ?? gen?.topP ?? 1,
     penalty: o.repetitionPenalty ?? gen?.repetitionPenalty ?? 1,
-    eos: new Set(o.eosTokenId === undefined ? (gen?.eosTokenId ?? []) : typeof o.eosTokenId === "number" ? [o.eosTokenId] : o.eosTokenId),
+    eos: new Set(
+      o.eosTokenId === undefined
+        ? (gen?.eosTokenId ?? [])
+        : typeof o.eosTokenId === "number"
+          ? [o.eosTokenId]
+          : o.eosTokenId,
+    ),
   };
-  if (!Number.isInteger(r.maxNew) || r.maxNew < 0) throw new ValueError(`generate: maxNewTokens must be an integer >= 0, got ${r.maxNew}`);
-  if (r.doSample && !(r.temperature > 0)) throw new ValueError(`generate: temperature must be > 0 when sampling, got ${r.temperature} (use doSample: false for greedy)`);
+  if (!Number.isInteger(r.maxNew) || r.maxNew < 0)
+    throw new ValueError(`generate: maxNewTokens must be an integer >= 0, got ${r.maxNew}`);
+  if (r.doSample && !(r.temperature > 0))
+    throw new ValueError(
+      `generate: temperature must be > 0 when sampling, got ${r.temperature} (use doSample: false for greedy)`,
+    );
   if (!(r.topP > 0 && r.topP <= 1)) throw new ValueError(`generate: topP must be in (0, 1], got ${r.topP}`);
   if (!(r.penalty > 0)) throw new ValueError(`generate: repetitionPenalty must be > 0, got ${r.penalty}`);
-  if (!Number.isInteger(r.topK) || r.topK < 0) throw new ValueError(`generate: topK must be an integer >= 0, got ${r.topK}`);
+  if (!Number.isInteger(r.topK) || r.topK < 0)
+    throw new ValueError(`generate: topK must be an integer >= 0, got ${r.topK}`);
   return r;
 }
 
@@ -139,7 +150,12 @@ export function sampleFrom(scores: Float64Array, g: Generator): number {
 }
 
 /** One decoding step's choice from the last position's logits. Exported for tests. */
-export function chooseToken(logits: Float64Array, seen: readonly number[], r: Resolved, g: Generator): { id: number; scores: Float64Array } {
+export function chooseToken(
+  logits: Float64Array,
+  seen: readonly number[],
+  r: Resolved,
+  g: Generator,
+): { id: number; scores: Float64Array } {
   const s = Float64Array.from(logits);
   applyRepetitionPenalty(s, seen, r.penalty);
   if (!r.doSample) return { id: argmax(s), scores: s };
@@ -159,9 +175,14 @@ export function chooseToken(logits: Float64Array, seen: readonly number[], r: Re
  * const { newIds } = generate(model, [50256, 464], { maxNewTokens: 8 });   // greedy, like HF
  * ```
  */
-export function generate(model: DecoderLM & { generationConfig?: GenerationConfig }, prompt: readonly number[] | Tensor, opts: GenerateOptions = {}): GenerateResult {
+export function generate(
+  model: DecoderLM & { generationConfig?: GenerationConfig },
+  prompt: readonly number[] | Tensor,
+  opts: GenerateOptions = {},
+): GenerateResult {
   const promptIds = Array.isArray(prompt) ? [...prompt] : (prompt as Tensor).toList();
-  if (!promptIds.length) throw new ValueError("generate: the prompt is empty (pass at least one token id, e.g. the BOS token)");
+  if (!promptIds.length)
+    throw new ValueError("generate: the prompt is empty (pass at least one token id, e.g. the BOS token)");
   const r = resolve(opts, opts.generationConfig ?? model.generationConfig, promptIds.length);
   const g = opts.generator ?? new Generator(opts.seed ?? 0);
   const ids = [...promptIds];

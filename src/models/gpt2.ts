@@ -12,7 +12,16 @@ import { ConfigError, type ConfigSource, getBool, getNumber, getString } from ".
 import { Module } from "../nn/module.ts";
 import { add, contiguous, reshape, scaledDotProductAttention, split, transpose } from "../ops/index.ts";
 import { type Tensor, tensor } from "../tensor/tensor.ts";
-import { activation, Conv1D, Embedding, type InitOptions, type KVCache, LayerNorm, paddingMask, positionsOf } from "./common.ts";
+import {
+  activation,
+  Conv1D,
+  Embedding,
+  type InitOptions,
+  type KVCache,
+  LayerNorm,
+  paddingMask,
+  positionsOf,
+} from "./common.ts";
 import { buildDecoderHead, DecoderBackbone, type DecoderInputs } from "./heads.ts";
 import { type Architecture, registerArchitecture, type Task } from "./registry.ts";
 
@@ -47,10 +56,17 @@ export function readGPT2Config(src: ConfigSource): GPT2Config {
     initializer_range: getNumber(src, "initializer_range", 0.02, { min: 0 }),
     scale_attn_weights: getBool(src, "scale_attn_weights", true),
     scale_attn_by_inverse_layer_idx: getBool(src, "scale_attn_by_inverse_layer_idx", false),
-    pad_token_id: src.raw.pad_token_id == null ? undefined : getNumber(src, "pad_token_id", undefined, { min: 0, integer: true }),
+    pad_token_id:
+      src.raw.pad_token_id == null ? undefined : getNumber(src, "pad_token_id", undefined, { min: 0, integer: true }),
     tie_word_embeddings: getBool(src, "tie_word_embeddings", true),
   };
-  if (c.n_embd % c.n_head !== 0) throw new ConfigError(src.file, "n_head", "inconsistent", `n_embd ${c.n_embd} is not divisible by n_head ${c.n_head}`);
+  if (c.n_embd % c.n_head !== 0)
+    throw new ConfigError(
+      src.file,
+      "n_head",
+      "inconsistent",
+      `n_embd ${c.n_embd} is not divisible by n_head ${c.n_head}`,
+    );
   // reorder_and_upcast_attn only matters in half precision; we compute in float32.
   return c;
 }
@@ -58,7 +74,12 @@ export function readGPT2Config(src: ConfigSource): GPT2Config {
 class GPT2Attention extends Module {
   c_attn: Conv1D;
   c_proj: Conv1D;
-  constructor(readonly cfg: GPT2Config, readonly layerIdx: number, init: InitOptions, projInit: InitOptions) {
+  constructor(
+    readonly cfg: GPT2Config,
+    readonly layerIdx: number,
+    init: InitOptions,
+    projInit: InitOptions,
+  ) {
     super();
     this.c_attn = new Conv1D(cfg.n_embd, 3 * cfg.n_embd, init);
     this.c_proj = new Conv1D(cfg.n_embd, cfg.n_embd, projInit);
@@ -118,7 +139,10 @@ export class GPT2Model extends DecoderBackbone {
   h: GPT2Block[];
   ln_f: LayerNorm;
   readonly numLayers: number;
-  constructor(readonly cfg: GPT2Config, skipInit = false) {
+  constructor(
+    readonly cfg: GPT2Config,
+    skipInit = false,
+  ) {
     super();
     const init = { std: cfg.initializer_range, skipInit };
     // HF scales the residual projections' init by 1/sqrt(2 * n_layer).
@@ -138,7 +162,12 @@ export class GPT2Model extends DecoderBackbone {
     const past = cache?.length ?? 0;
     const pos = positionsOf(inputs.positionIds, B, T, past);
     if (Math.max(...pos.flat()) >= this.cfg.n_positions) {
-      throw new ConfigError("config.json", "n_positions", "bad_value", `sequence needs position ${Math.max(...pos.flat())} but the model has ${this.cfg.n_positions} positions`);
+      throw new ConfigError(
+        "config.json",
+        "n_positions",
+        "bad_value",
+        `sequence needs position ${Math.max(...pos.flat())} but the model has ${this.cfg.n_positions} positions`,
+      );
     }
     const posIds = tensor(Int32Array.from(pos.flat()), { shape: [B, T] });
     let x = add(this.wte.forward(inputs.inputIds), this.wpe.forward(posIds));
@@ -161,17 +190,22 @@ export const gpt2: Architecture = {
     const src = { raw, file };
     const cfg = readGPT2Config(src);
     const backbone = new GPT2Model(cfg, opts.skipInit);
-    return buildDecoderHead(task, {
-      modelType: "gpt2",
-      className: "GPT2LMHeadModel",
-      prefix: "transformer",
-      hiddenSize: cfg.n_embd,
-      vocabSize: cfg.vocab_size,
-      tie: cfg.tie_word_embeddings,
-      padTokenId: cfg.pad_token_id,
-      init: { std: cfg.initializer_range, skipInit: opts.skipInit },
-      raw,
-    }, backbone, src);
+    return buildDecoderHead(
+      task,
+      {
+        modelType: "gpt2",
+        className: "GPT2LMHeadModel",
+        prefix: "transformer",
+        hiddenSize: cfg.n_embd,
+        vocabSize: cfg.vocab_size,
+        tie: cfg.tie_word_embeddings,
+        padTokenId: cfg.pad_token_id,
+        init: { std: cfg.initializer_range, skipInit: opts.skipInit },
+        raw,
+      },
+      backbone,
+      src,
+    );
   },
   basePrefix: "transformer",
   // Old checkpoints carry the causal-mask buffers; HF ignores them too.

@@ -4,12 +4,12 @@
  * non-pad token) and the `problem_type` losses, plus the label fields of the config.
  */
 import { ConfigError, type ConfigSource, getLabels } from "../formats/hf-config.ts";
+import { Module, type Parameter } from "../nn/module.ts";
+import { bceWithLogits, cast, contiguous, crossEntropy, indexSelect, mseLoss, reshape, slice } from "../ops/index.ts";
 import { ValueError } from "../tensor/errors.ts";
 import { type Tensor, tensor } from "../tensor/tensor.ts";
-import { bceWithLogits, cast, contiguous, crossEntropy, indexSelect, mseLoss, reshape, slice } from "../ops/index.ts";
-import { Module, type Parameter } from "../nn/module.ts";
-import type { PretrainedModel, Task } from "./registry.ts";
 import { type InitOptions, type KVCache, Linear } from "./common.ts";
+import type { PretrainedModel, Task } from "./registry.ts";
 
 /** Inputs of a decoder forward pass (HF argument names in camelCase). */
 export interface DecoderInputs {
@@ -44,7 +44,8 @@ export interface DecoderLM {
 /** HF causal LM loss: logits[:, :-1] against labels[:, 1:], mean over targets that are not -100. */
 export function causalLmLoss(logits: Tensor, labels: Tensor): Tensor {
   const [B, T, V] = logits.shape;
-  if (labels.shape[0] !== B || labels.shape[1] !== T) throw new ValueError(`labels: expected shape [${B}, ${T}], got [${labels.shape}]`);
+  if (labels.shape[0] !== B || labels.shape[1] !== T)
+    throw new ValueError(`labels: expected shape [${B}, ${T}], got [${labels.shape}]`);
   const l = contiguous(slice(logits, 1, 0, T - 1));
   const y = contiguous(slice(cast(labels, "int32"), 1, 1));
   return crossEntropy(reshape(l, [-1, V]), reshape(y, [-1]), { ignoreIndex: -100 });
@@ -63,8 +64,17 @@ export interface ClassifierConfig {
 export function readClassifier(src: ConfigSource): ClassifierConfig {
   const { numLabels, id2label, label2id } = getLabels(src);
   const pt = src.raw.problem_type;
-  if (pt !== undefined && pt !== null && !["regression", "single_label_classification", "multi_label_classification"].includes(pt as string)) {
-    throw new ConfigError(src.file, "problem_type", "bad_value", `expected regression, single_label_classification or multi_label_classification, got ${JSON.stringify(pt)}`);
+  if (
+    pt !== undefined &&
+    pt !== null &&
+    !["regression", "single_label_classification", "multi_label_classification"].includes(pt as string)
+  ) {
+    throw new ConfigError(
+      src.file,
+      "problem_type",
+      "bad_value",
+      `expected regression, single_label_classification or multi_label_classification, got ${JSON.stringify(pt)}`,
+    );
   }
   return { numLabels, id2label, label2id, problemType: (pt ?? undefined) as ProblemType | undefined };
 }
@@ -86,7 +96,10 @@ export function classifierConfigFields(c: ClassifierConfig): Record<string, unkn
 export function lastTokenIndex(inputIds: Tensor, padTokenId: number | undefined): number[] {
   const [B, T] = inputIds.shape;
   if (padTokenId === undefined) {
-    if (B !== 1) throw new ValueError("Cannot handle batch sizes > 1 if no padding token is defined (set pad_token_id in config.json)");
+    if (B !== 1)
+      throw new ValueError(
+        "Cannot handle batch sizes > 1 if no padding token is defined (set pad_token_id in config.json)",
+      );
     return [T - 1];
   }
   const v = inputIds.toFloat64Array();
@@ -101,12 +114,29 @@ export function lastTokenIndex(inputIds: Tensor, padTokenId: number | undefined)
 export function poolRows(logits: Tensor, idx: number[]): Tensor {
   const [B, T, C] = logits.shape;
   const flat = reshape(contiguous(logits), [B * T, C]);
-  return indexSelect(flat, 0, tensor(Int32Array.from(idx, (t, b) => b * T + t), { shape: [B] }));
+  return indexSelect(
+    flat,
+    0,
+    tensor(
+      Int32Array.from(idx, (t, b) => b * T + t),
+      { shape: [B] },
+    ),
+  );
 }
 
 /** HF's `problem_type` inference and loss for sequence classification. Mutates nothing; returns the type used. */
-export function classificationLoss(pooled: Tensor, labels: Tensor, c: ClassifierConfig): { loss: Tensor; problemType: ProblemType } {
-  const pt: ProblemType = c.problemType ?? (c.numLabels === 1 ? "regression" : labels.dtype === "int32" ? "single_label_classification" : "multi_label_classification");
+export function classificationLoss(
+  pooled: Tensor,
+  labels: Tensor,
+  c: ClassifierConfig,
+): { loss: Tensor; problemType: ProblemType } {
+  const pt: ProblemType =
+    c.problemType ??
+    (c.numLabels === 1
+      ? "regression"
+      : labels.dtype === "int32"
+        ? "single_label_classification"
+        : "multi_label_classification");
   if (pt === "regression") {
     const y = cast(labels, "float32");
     const loss = c.numLabels === 1 ? mseLoss(reshape(pooled, [-1]), reshape(y, [-1])) : mseLoss(pooled, y);
@@ -173,7 +203,10 @@ export class DecoderForCausalLM extends DecoderHead {
   readonly tiedKeys: readonly string[];
   constructor(spec: HeadSpec, backbone: DecoderBackbone) {
     super(spec, backbone);
-    this.lm_head = new Linear(spec.hiddenSize, spec.vocabSize, false, { ...spec.init, skipInit: spec.init.skipInit || spec.tie });
+    this.lm_head = new Linear(spec.hiddenSize, spec.vocabSize, false, {
+      ...spec.init,
+      skipInit: spec.init.skipInit || spec.tie,
+    });
     this.tiedKeys = spec.tie ? ["lm_head.weight"] : [];
     this.config.tie_word_embeddings = spec.tie;
     this.tieWeights();
@@ -222,11 +255,20 @@ export class DecoderForSequenceClassification extends DecoderHead {
 }
 
 /** Builds the head for `task` on a freshly built backbone (what each architecture's `create` calls). */
-export function buildDecoderHead(task: Task, spec: HeadSpec, backbone: DecoderBackbone, src: ConfigSource): PretrainedModel {
+export function buildDecoderHead(
+  task: Task,
+  spec: HeadSpec,
+  backbone: DecoderBackbone,
+  src: ConfigSource,
+): PretrainedModel {
   if (task === "causal-lm") return new DecoderForCausalLM(spec, backbone);
   if (task === "sequence-classification") {
     const cls = readClassifier(src);
-    return new DecoderForSequenceClassification({ ...spec, className: spec.className.replace(/(ForCausalLM|LMHeadModel)$/, "ForSequenceClassification") }, backbone, cls);
+    return new DecoderForSequenceClassification(
+      { ...spec, className: spec.className.replace(/(ForCausalLM|LMHeadModel)$/, "ForSequenceClassification") },
+      backbone,
+      cls,
+    );
   }
   throw new ValueError(`${spec.modelType}: task '${task}' is not available (causal-lm, sequence-classification)`);
 }

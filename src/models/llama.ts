@@ -12,9 +12,31 @@
  */
 import { ConfigError, type ConfigSource, getBool, getNumber, getString } from "../formats/hf-config.ts";
 import { Module } from "../nn/module.ts";
-import { add, applyRotary, contiguous, mul, reshape, rotaryCosSin, scaledDotProductAttention, transpose } from "../ops/index.ts";
+import {
+  add,
+  applyRotary,
+  contiguous,
+  mul,
+  reshape,
+  rotaryCosSin,
+  scaledDotProductAttention,
+  transpose,
+} from "../ops/index.ts";
 import { type Tensor, tensor } from "../tensor/tensor.ts";
-import { activation, Embedding, type InitOptions, type KVCache, Linear, MASK_MIN, paddingMask, positionsOf, readRope, type RopeConfig, RMSNorm, ropeInvFreq } from "./common.ts";
+import {
+  activation,
+  Embedding,
+  type InitOptions,
+  type KVCache,
+  Linear,
+  MASK_MIN,
+  paddingMask,
+  positionsOf,
+  RMSNorm,
+  type RopeConfig,
+  readRope,
+  ropeInvFreq,
+} from "./common.ts";
 import { buildDecoderHead, DecoderBackbone, type DecoderInputs } from "./heads.ts";
 import { type Architecture, type CreateOptions, registerArchitecture, type Task } from "./registry.ts";
 
@@ -47,7 +69,16 @@ export interface LlamaFamily {
   modelType: string;
   /** HF class prefix ("Llama", "Qwen2", "Mistral"). */
   classPrefix: string;
-  defaults: { vocab_size: number; hidden_size: number; intermediate_size: number; num_hidden_layers: number; num_attention_heads: number; num_key_value_heads?: number; max_position_embeddings: number; rms_norm_eps: number };
+  defaults: {
+    vocab_size: number;
+    hidden_size: number;
+    intermediate_size: number;
+    num_hidden_layers: number;
+    num_attention_heads: number;
+    num_key_value_heads?: number;
+    max_position_embeddings: number;
+    rms_norm_eps: number;
+  };
   /** Bias on q/k/v regardless of attention_bias (Qwen2). */
   qkvBias?: boolean;
   /** Reads the sliding window (Mistral, Qwen2); absent = none. */
@@ -60,10 +91,23 @@ export function readLlamaConfig(src: ConfigSource, fam: LlamaFamily): LlamaConfi
   const hidden = getNumber(src, "hidden_size", d.hidden_size, int);
   const heads = getNumber(src, "num_attention_heads", d.num_attention_heads, int);
   const kv = getNumber(src, "num_key_value_heads", d.num_key_value_heads ?? heads, int);
-  if (heads % kv !== 0) throw new ConfigError(src.file, "num_key_value_heads", "inconsistent", `num_attention_heads ${heads} is not a multiple of num_key_value_heads ${kv}`);
-  if (src.raw.head_dim == null && hidden % heads !== 0) throw new ConfigError(src.file, "num_attention_heads", "inconsistent", `hidden_size ${hidden} is not divisible by ${heads} heads`);
+  if (heads % kv !== 0)
+    throw new ConfigError(
+      src.file,
+      "num_key_value_heads",
+      "inconsistent",
+      `num_attention_heads ${heads} is not a multiple of num_key_value_heads ${kv}`,
+    );
+  if (src.raw.head_dim == null && hidden % heads !== 0)
+    throw new ConfigError(
+      src.file,
+      "num_attention_heads",
+      "inconsistent",
+      `hidden_size ${hidden} is not divisible by ${heads} heads`,
+    );
   const headDim = getNumber(src, "head_dim", Math.floor(hidden / heads), int);
-  if (headDim % 2 !== 0) throw new ConfigError(src.file, "head_dim", "bad_value", `rotary embeddings need an even head_dim, got ${headDim}`);
+  if (headDim % 2 !== 0)
+    throw new ConfigError(src.file, "head_dim", "bad_value", `rotary embeddings need an even head_dim, got ${headDim}`);
   const maxPos = getNumber(src, "max_position_embeddings", d.max_position_embeddings, int);
   const attnBias = getBool(src, "attention_bias", false);
   return {
@@ -78,7 +122,8 @@ export function readLlamaConfig(src: ConfigSource, fam: LlamaFamily): LlamaConfi
     max_position_embeddings: maxPos,
     initializer_range: getNumber(src, "initializer_range", 0.02, { min: 0 }),
     rms_norm_eps: getNumber(src, "rms_norm_eps", d.rms_norm_eps, { min: 0 }),
-    pad_token_id: src.raw.pad_token_id == null ? undefined : getNumber(src, "pad_token_id", undefined, { min: 0, integer: true }),
+    pad_token_id:
+      src.raw.pad_token_id == null ? undefined : getNumber(src, "pad_token_id", undefined, { min: 0, integer: true }),
     tie_word_embeddings: getBool(src, "tie_word_embeddings", false),
     rope: readRope(src, headDim, 10000, maxPos),
     attention_bias: attnBias,
@@ -93,7 +138,11 @@ class LlamaAttention extends Module {
   k_proj: Linear;
   v_proj: Linear;
   o_proj: Linear;
-  constructor(readonly cfg: LlamaConfig, readonly layerIdx: number, init: InitOptions) {
+  constructor(
+    readonly cfg: LlamaConfig,
+    readonly layerIdx: number,
+    init: InitOptions,
+  ) {
     super();
     const { hidden_size: C, num_attention_heads: H, num_key_value_heads: Hkv, head_dim: D } = cfg;
     this.q_proj = new Linear(C, H * D, cfg.qkv_bias, init);
@@ -155,7 +204,10 @@ export class LlamaModel extends DecoderBackbone {
   layers: LlamaDecoderLayer[];
   norm: RMSNorm;
   readonly numLayers: number;
-  constructor(readonly cfg: LlamaConfig, skipInit = false) {
+  constructor(
+    readonly cfg: LlamaConfig,
+    skipInit = false,
+  ) {
     super();
     const init = { std: cfg.initializer_range, skipInit };
     this.embed_tokens = new Embedding(cfg.vocab_size, cfg.hidden_size, init, cfg.pad_token_id);
@@ -230,7 +282,15 @@ export function llamaFamilyArchitecture(fam: LlamaFamily, aliases: string[] = []
 export const LLAMA: LlamaFamily = {
   modelType: "llama",
   classPrefix: "Llama",
-  defaults: { vocab_size: 32000, hidden_size: 4096, intermediate_size: 11008, num_hidden_layers: 32, num_attention_heads: 32, max_position_embeddings: 2048, rms_norm_eps: 1e-6 },
+  defaults: {
+    vocab_size: 32000,
+    hidden_size: 4096,
+    intermediate_size: 11008,
+    num_hidden_layers: 32,
+    num_attention_heads: 32,
+    max_position_embeddings: 2048,
+    rms_norm_eps: 1e-6,
+  },
 };
 
 registerArchitecture(llamaFamilyArchitecture(LLAMA));

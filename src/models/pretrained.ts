@@ -16,7 +16,7 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { ConfigError, type GenerationConfig, loadGenerationConfig, readJsonFile } from "../formats/hf-config.ts";
 import { type ResolveOptions, resolveModelPath } from "../formats/hub.ts";
-import { type RawTensor, loadSafetensorsDir, writeFileAtomic, writeSafetensors } from "../formats/safetensors.ts";
+import { loadSafetensorsDir, type RawTensor, writeFileAtomic, writeSafetensors } from "../formats/safetensors.ts";
 import { rawToTensor, tensorToRaw } from "../formats/tensors.ts";
 import { type Module, StateDictError } from "../nn/module.ts";
 import { cast } from "../ops/index.ts";
@@ -89,10 +89,21 @@ function withLabels(raw: Record<string, unknown>, file: string, opts: LoadOption
   const out = { ...raw };
   let names = opts.id2label ? [...opts.id2label] : undefined;
   if (names && opts.numLabels !== undefined && names.length !== opts.numLabels) {
-    throw new ConfigError(file, "num_labels", "inconsistent", `numLabels ${opts.numLabels} but id2label has ${names.length} names`);
+    throw new ConfigError(
+      file,
+      "num_labels",
+      "inconsistent",
+      `numLabels ${opts.numLabels} but id2label has ${names.length} names`,
+    );
   }
-  const current = raw.id2label && typeof raw.id2label === "object" ? Object.keys(raw.id2label).length : typeof raw.num_labels === "number" ? raw.num_labels : undefined;
-  if (!names && opts.numLabels !== undefined && opts.numLabels !== current) names = Array.from({ length: opts.numLabels }, (_, i) => `LABEL_${i}`);
+  const current =
+    raw.id2label && typeof raw.id2label === "object"
+      ? Object.keys(raw.id2label).length
+      : typeof raw.num_labels === "number"
+        ? raw.num_labels
+        : undefined;
+  if (!names && opts.numLabels !== undefined && opts.numLabels !== current)
+    names = Array.from({ length: opts.numLabels }, (_, i) => `LABEL_${i}`);
   if (names) {
     out.id2label = Object.fromEntries(names.map((n, i) => [String(i), n]));
     out.label2id = Object.fromEntries(names.map((n, i) => [n, i]));
@@ -118,10 +129,12 @@ export async function loadPretrained(pathOrId: string, opts: LoadOptions = {}): 
   const dir = await resolveModelPath(pathOrId, opts.hub);
   const file = join(dir, "config.json");
   const raw0 = await readJsonFile(file, { maxBytes: 4 << 20 });
-  if (!raw0 || typeof raw0 !== "object" || Array.isArray(raw0)) throw new ConfigError(file, undefined, "not_object", "expected a JSON object");
+  if (!raw0 || typeof raw0 !== "object" || Array.isArray(raw0))
+    throw new ConfigError(file, undefined, "not_object", "expected a JSON object");
   const rawIn = raw0 as Record<string, unknown>;
   const modelType = rawIn.model_type ?? rawIn.architecture; // torchvision configs name the architecture
-  if (typeof modelType !== "string") throw new ConfigError(file, "model_type", "missing_key", "expected a non-empty string");
+  if (typeof modelType !== "string")
+    throw new ConfigError(file, "model_type", "missing_key", "expected a non-empty string");
   const arch = getArchitecture(modelType, file);
   const task = opts.task ?? taskFromConfig(rawIn, arch);
   const raw = withLabels(rawIn, file, opts);
@@ -134,7 +147,8 @@ export async function loadPretrained(pathOrId: string, opts: LoadOptions = {}): 
   const loaded = model as LoadedModel;
   loaded.loadReport = report;
   loaded.sourceDir = dir;
-  if ((opts.tokenizer ?? true) && existsSync(join(dir, "tokenizer.json"))) loaded.tokenizer = await Tokenizer.fromDir(dir);
+  if ((opts.tokenizer ?? true) && existsSync(join(dir, "tokenizer.json")))
+    loaded.tokenizer = await Tokenizer.fromDir(dir);
   if (task === "causal-lm") loaded.generationConfig = await loadGenerationConfig(dir);
   return loaded;
 }
@@ -154,7 +168,12 @@ function convert(t: Tensor, dtype: LoadDType): Tensor {
 }
 
 /** Assigns checkpoint tensors to the model by name (prefix rules, ignore lists), then initialises what is missing. */
-function assignWeights(model: PretrainedModel, weights: Map<string, RawTensor>, arch: Architecture, ctx: AssignContext): LoadReport {
+function assignWeights(
+  model: PretrainedModel,
+  weights: Map<string, RawTensor>,
+  arch: Architecture,
+  ctx: AssignContext,
+): LoadReport {
   const params = allParameterNames(model);
   const buffers = new Map(model.namedBuffers().filter(([, b]) => b.persistent));
   const tied = new Set(model.tiedKeys ?? []);
@@ -169,7 +188,8 @@ function assignWeights(model: PretrainedModel, weights: Map<string, RawTensor>, 
     if (name === null) continue;
     if (!has(name) && prefix) {
       if (has(`${prefix}.${name}`)) name = `${prefix}.${name}`;
-      else if (name.startsWith(`${prefix}.`) && has(name.slice(prefix.length + 1))) name = name.slice(prefix.length + 1);
+      else if (name.startsWith(`${prefix}.`) && has(name.slice(prefix.length + 1)))
+        name = name.slice(prefix.length + 1);
       if (name !== key) report.renamed++;
     }
     const target = params.get(name) ?? buffers.get(name)?.value;
@@ -180,7 +200,12 @@ function assignWeights(model: PretrainedModel, weights: Map<string, RawTensor>, 
     if (target.shape.join() !== rawT.shape.join()) {
       const inBackbone = prefix !== undefined && name.startsWith(`${prefix}.`);
       if (inBackbone || buffers.has(name)) {
-        throw new StateDictError(`${ctx.dir}: ${key} has shape ${fmtShape(rawT.shape)} in the checkpoint but ${fmtShape(target.shape)} in the model (check config.json)`, [], [], [{ key: name, expected: [...target.shape], got: [...rawT.shape] }]);
+        throw new StateDictError(
+          `${ctx.dir}: ${key} has shape ${fmtShape(rawT.shape)} in the checkpoint but ${fmtShape(target.shape)} in the model (check config.json)`,
+          [],
+          [],
+          [{ key: name, expected: [...target.shape], got: [...rawT.shape] }],
+        );
       }
       report.mismatched.push({ key: name, checkpoint: [...rawT.shape], model: [...target.shape] });
       continue;
@@ -197,10 +222,15 @@ function assignWeights(model: PretrainedModel, weights: Map<string, RawTensor>, 
   report.newlyInitialized = missing;
   const cls = Array.isArray(model.config.architectures) ? String(model.config.architectures[0]) : model.modelType;
   if (report.unexpected.length) {
-    report.warnings.push(`Some weights of the model checkpoint at ${ctx.dir} were not used when initializing ${cls}: [${report.unexpected.map((k) => `'${k}'`).join(", ")}]`);
+    report.warnings.push(
+      `Some weights of the model checkpoint at ${ctx.dir} were not used when initializing ${cls}: [${report.unexpected.map((k) => `'${k}'`).join(", ")}]`,
+    );
   }
   if (missing.length) {
-    const mm = report.mismatched.map((m) => `- ${m.key}: found shape ${fmtShape(m.checkpoint)} in the checkpoint and ${fmtShape(m.model)} in the model instantiated`);
+    const mm = report.mismatched.map(
+      (m) =>
+        `- ${m.key}: found shape ${fmtShape(m.checkpoint)} in the checkpoint and ${fmtShape(m.model)} in the model instantiated`,
+    );
     report.warnings.push(
       `Some weights of ${cls} were not initialized from the model checkpoint at ${ctx.dir} and are newly initialized: [${missing.map((k) => `'${k}'`).join(", ")}]` +
         (mm.length ? `\n${mm.join("\n")}` : "") +

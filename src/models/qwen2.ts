@@ -16,11 +16,24 @@ import { registerArchitecture } from "./registry.ts";
 export const QWEN2: LlamaFamily = {
   modelType: "qwen2",
   classPrefix: "Qwen2",
-  defaults: { vocab_size: 151936, hidden_size: 4096, intermediate_size: 22016, num_hidden_layers: 32, num_attention_heads: 32, max_position_embeddings: 32768, rms_norm_eps: 1e-6 },
+  defaults: {
+    vocab_size: 151936,
+    hidden_size: 4096,
+    intermediate_size: 22016,
+    num_hidden_layers: 32,
+    num_attention_heads: 32,
+    max_position_embeddings: 32768,
+    rms_norm_eps: 1e-6,
+  },
   qkvBias: true,
   slidingWindow(src: ConfigSource) {
     if (getBool(src, "use_sliding_window", false)) {
-      throw new ConfigError(src.file, "use_sliding_window", "bad_value", "Qwen2 sliding-window attention is not supported; set it to false (the released Qwen2/2.5 models do)");
+      throw new ConfigError(
+        src.file,
+        "use_sliding_window",
+        "bad_value",
+        "Qwen2 sliding-window attention is not supported; set it to false (the released Qwen2/2.5 models do)",
+      );
     }
     return null;
   },

@@ -4,8 +4,8 @@ import { execFile } from "node:child_process";
 import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { before, describe, test } from "node:test";
+import { promisify } from "node:util";
 import { generate } from "../../src/models/generate.ts";
 import type { DecoderLM } from "../../src/models/heads.ts";
 import { getArchitecture } from "../../src/models/index.ts";
@@ -19,7 +19,11 @@ const GPT2 = join(FIXTURES, "models", "gpt2");
 
 async function tunekit(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, [join(ROOT, "bin", "tunekit.mjs"), ...args], { cwd: ROOT });
+    const { stdout, stderr } = await promisify(execFile)(
+      process.execPath,
+      [join(ROOT, "bin", "tunekit.mjs"), ...args],
+      { cwd: ROOT },
+    );
     return { code: 0, stdout, stderr };
   } catch (e) {
     const err = e as { code: number; stdout: string; stderr: string };
@@ -54,8 +58,16 @@ describe("tunekit inspect", () => {
     assert.match(r.stdout, /F32 28 tensors/);
     assert.match(r.stdout, /tokenizer:\s+none/);
     const j = JSON.parse((await tunekit("inspect", "test/fixtures/models/gpt2", "--json")).stdout);
-    assert.deepEqual(Object.keys(j.byModule), ["transformer.wte", "transformer.wpe", "transformer.h", "transformer.ln_f"]);
-    assert.equal(j.byModule["transformer.h"], 2 * (4 * 32 + 32 * 96 + 96 + 32 * 32 + 32 + 32 * 128 + 128 + 128 * 32 + 32));
+    assert.deepEqual(Object.keys(j.byModule), [
+      "transformer.wte",
+      "transformer.wpe",
+      "transformer.h",
+      "transformer.ln_f",
+    ]);
+    assert.equal(
+      j.byModule["transformer.h"],
+      2 * (4 * 32 + 32 * 96 + 96 + 32 * 32 + 32 + 32 * 128 + 128 + 128 * 32 + 32),
+    );
     assert.equal(j.parameters, 31616);
     assert.deepEqual(j.tied, ["lm_head.weight"]);
   });
@@ -66,21 +78,63 @@ describe("tunekit generate", () => {
   before(async () => {
     // A random GPT-2 sized for a small byte-level tokenizer.
     manualSeed(11);
-    const tok = Tokenizer.fromJSON(trainByteLevelBPE(["hello world, hello there", "the world is wide"], { vocabSize: 280, specialTokens: ["<|endoftext|>"] }), { eos_token: "<|endoftext|>" });
-    const model = getArchitecture("gpt2").create({ model_type: "gpt2", vocab_size: 280, n_embd: 16, n_layer: 2, n_head: 2, n_positions: 64, initializer_range: 0.5 }, "causal-lm");
+    const tok = Tokenizer.fromJSON(
+      trainByteLevelBPE(["hello world, hello there", "the world is wide"], {
+        vocabSize: 280,
+        specialTokens: ["<|endoftext|>"],
+      }),
+      { eos_token: "<|endoftext|>" },
+    );
+    const model = getArchitecture("gpt2").create(
+      {
+        model_type: "gpt2",
+        vocab_size: 280,
+        n_embd: 16,
+        n_layer: 2,
+        n_head: 2,
+        n_positions: 64,
+        initializer_range: 0.5,
+      },
+      "causal-lm",
+    );
     dir = await mkdtemp(join(tmpdir(), "tk-cli-gen-"));
     await saveModel(model, dir, { tokenizer: tok });
   });
 
   test("--prompt-ids with greedy decoding gives transformers' ids on the gpt2 fixture", async () => {
-    const ref = loadJson<{ generate: { input_ids: number[][]; output_ids: number[][] } }>("models/gpt2/reference.json").generate;
-    const r = await tunekit("generate", "--model", GPT2, "--prompt-ids", ref.input_ids[0].join(","), "--max-new-tokens", "8", "--json");
+    const ref = loadJson<{ generate: { input_ids: number[][]; output_ids: number[][] } }>(
+      "models/gpt2/reference.json",
+    ).generate;
+    const r = await tunekit(
+      "generate",
+      "--model",
+      GPT2,
+      "--prompt-ids",
+      ref.input_ids[0].join(","),
+      "--max-new-tokens",
+      "8",
+      "--json",
+    );
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(JSON.parse(r.stdout).ids, ref.output_ids[0]);
   });
 
   test("--prompt text through the tokenizer, sampled with a seed: same ids as the library, streamed text = final text", async () => {
-    const args = ["generate", "--model", dir, "--prompt", "hello world", "--max-new-tokens", "6", "--temperature", "0.9", "--top-k", "20", "--seed", "5"];
+    const args = [
+      "generate",
+      "--model",
+      dir,
+      "--prompt",
+      "hello world",
+      "--max-new-tokens",
+      "6",
+      "--temperature",
+      "0.9",
+      "--top-k",
+      "20",
+      "--seed",
+      "5",
+    ];
     const j = JSON.parse((await tunekit(...args, "--json")).stdout);
     const m = (await loadPretrained(dir)) as LoadedModel & DecoderLM;
     const prompt = m.tokenizer!.encode("hello world").ids;

@@ -24,12 +24,16 @@ describe("generate", () => {
     for (const m of [gpt2, llama]) {
       const seq = [...PROMPT, 5, 17, 33];
       const V = m.forward({ inputIds: tensor(Int32Array.from([1]), { shape: [1, 1] }) }).logits.shape[2];
-      const full = m.forward({ inputIds: tensor(Int32Array.from(seq), { shape: [1, seq.length] }) }).logits.toFloat64Array();
+      const full = m
+        .forward({ inputIds: tensor(Int32Array.from(seq), { shape: [1, seq.length] }) })
+        .logits.toFloat64Array();
       noGrad(() => {
         const cache = new KVCache(m.numLayers);
         m.forward({ inputIds: tensor(Int32Array.from(PROMPT), { shape: [1, PROMPT.length] }), pastKeyValues: cache });
         for (let t = PROMPT.length; t < seq.length; t++) {
-          const step = m.forward({ inputIds: tensor(Int32Array.from([seq[t]]), { shape: [1, 1] }), pastKeyValues: cache }).logits.toFloat64Array();
+          const step = m
+            .forward({ inputIds: tensor(Int32Array.from([seq[t]]), { shape: [1, 1] }), pastKeyValues: cache })
+            .logits.toFloat64Array();
           assert.ok(maxRelDiff(step, full.slice(t * V, (t + 1) * V)) < 1e-5, `${m.modelType} step ${t}`);
         }
         assert.equal(cache.length, seq.length);
@@ -50,7 +54,10 @@ describe("generate", () => {
     // probs 0.5, 0.3, 0.15, 0.05: top_p 0.75 keeps the two largest (cumulative from the small end: 0.05, 0.2 <= 0.25 removed).
     const p = Float64Array.from([0.5, 0.3, 0.15, 0.05].map(Math.log));
     applyTopP(p, 0.75);
-    assert.deepEqual([...p].map((v) => v === -Infinity), [false, false, true, true]);
+    assert.deepEqual(
+      [...p].map((v) => v === -Infinity),
+      [false, false, true, true],
+    );
   });
 
   test("seeded sampling is reproducible; top-k 1 is greedy", () => {
@@ -60,8 +67,14 @@ describe("generate", () => {
     assert.deepEqual(a.newIds, b.newIds);
     assert.notDeepEqual(a.newIds, c.newIds);
     const greedy = generate(llama, PROMPT, { maxNewTokens: 6, eosTokenId: [] });
-    assert.deepEqual(generate(llama, PROMPT, { maxNewTokens: 6, doSample: true, topK: 1, seed: 9, eosTokenId: [] }).newIds, greedy.newIds);
-    assert.deepEqual(generate(llama, PROMPT, { maxNewTokens: 6, doSample: true, topP: 1e-6, seed: 9, eosTokenId: [] }).newIds, greedy.newIds);
+    assert.deepEqual(
+      generate(llama, PROMPT, { maxNewTokens: 6, doSample: true, topK: 1, seed: 9, eosTokenId: [] }).newIds,
+      greedy.newIds,
+    );
+    assert.deepEqual(
+      generate(llama, PROMPT, { maxNewTokens: 6, doSample: true, topP: 1e-6, seed: 9, eosTokenId: [] }).newIds,
+      greedy.newIds,
+    );
   });
 
   test("repetition penalty changes greedy output away from repeats", () => {
@@ -76,7 +89,13 @@ describe("generate", () => {
     assert.deepEqual(eos.newIds, greedy.slice(0, 2));
     assert.equal(eos.finishReason, "eos");
     const seen: number[] = [];
-    const r = generate(gpt2, PROMPT, { maxNewTokens: 8, onToken: (id, step) => { seen.push(id); return step < 2; } });
+    const r = generate(gpt2, PROMPT, {
+      maxNewTokens: 8,
+      onToken: (id, step) => {
+        seen.push(id);
+        return step < 2;
+      },
+    });
     assert.deepEqual(seen, greedy.slice(0, 3));
     assert.equal(r.finishReason, "stopped");
     assert.equal(generate(gpt2, PROMPT, { maxNewTokens: 3 }).finishReason, "length");

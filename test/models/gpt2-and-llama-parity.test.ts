@@ -33,8 +33,15 @@ function assertMaxAbs(actual: ArrayLike<number>, expected: ArrayLike<number>, to
     const d = Math.abs(actual[i] - expected[i]);
     if (!(d <= m)) m = Number.isNaN(d) ? Number.POSITIVE_INFINITY : d;
   }
-  const head = (x: ArrayLike<number>) => Array.from(x).slice(0, 5).map((v) => v.toPrecision(7)).join(", ");
-  assert.ok(m <= tol, `${what}: max abs diff ${m.toExponential(3)} > ${tol}\n  actual:   ${head(actual)}\n  expected: ${head(expected)}`);
+  const head = (x: ArrayLike<number>) =>
+    Array.from(x)
+      .slice(0, 5)
+      .map((v) => v.toPrecision(7))
+      .join(", ");
+  assert.ok(
+    m <= tol,
+    `${what}: max abs diff ${m.toExponential(3)} > ${tol}\n  actual:   ${head(actual)}\n  expected: ${head(expected)}`,
+  );
   return m;
 }
 
@@ -55,17 +62,26 @@ for (const name of ["gpt2", "llama"]) {
     });
 
     test("logits within 1e-4 and loss within 1e-5 relative", () => {
-      out = model.forward({ inputIds: ids2(ref.inputs.input_ids), attentionMask: ids2(ref.inputs.attention_mask), labels: ids2(ref.labels), outputHiddenStates: true });
+      out = model.forward({
+        inputIds: ids2(ref.inputs.input_ids),
+        attentionMask: ids2(ref.inputs.attention_mask),
+        labels: ids2(ref.labels),
+        outputHiddenStates: true,
+      });
       assert.deepEqual([...out.logits.shape], [2, 7, ref.logits[0][0].length]);
       const d = assertMaxAbs(out.logits.toFloat64Array(), ref.logits.flat(2), 1e-4, "logits");
       const l = out.loss!.item();
       assert.ok(relDiff(l, ref.loss) <= 1e-5, `loss ${l} vs ${ref.loss}`);
-      console.log(`${name}: logits max abs diff ${d.toExponential(2)}, loss rel diff ${relDiff(l, ref.loss).toExponential(2)}`);
+      console.log(
+        `${name}: logits max abs diff ${d.toExponential(2)}, loss rel diff ${relDiff(l, ref.loss).toExponential(2)}`,
+      );
     });
 
     test("hidden states as output_hidden_states=True", () => {
       assert.equal(out.hiddenStates!.length, ref.hidden_states.length);
-      out.hiddenStates!.forEach((h, i) => assertMaxAbs(h.toFloat64Array(), ref.hidden_states[i].flat(2), 1e-4, `hidden_states[${i}]`));
+      for (const [i, h] of (out.hiddenStates ?? []).entries()) {
+        assertMaxAbs(h.toFloat64Array(), ref.hidden_states[i].flat(2), 1e-4, `hidden_states[${i}]`);
+      }
     });
 
     test("every parameter's gradient norm within 1e-4 relative, full gradients elementwise", () => {
@@ -84,9 +100,14 @@ for (const name of ["gpt2", "llama"]) {
       for (const [k, { shape, grad }] of Object.entries(ref.full_grads)) {
         const g = params.get(k)!.grad!;
         assert.deepEqual([...g.shape], shape, `${k} shape`);
-        worstFull = Math.max(worstFull, assertMaxAbs(g.toFloat64Array(), (grad as number[]).flat?.(2) ?? grad, 1e-5, `${k} grad`));
+        worstFull = Math.max(
+          worstFull,
+          assertMaxAbs(g.toFloat64Array(), (grad as number[]).flat?.(2) ?? grad, 1e-5, `${k} grad`),
+        );
       }
-      console.log(`${name}: worst grad-norm rel diff ${worst.toExponential(2)}, full grads max abs ${worstFull.toExponential(2)}`);
+      console.log(
+        `${name}: worst grad-norm rel diff ${worst.toExponential(2)}, full grads max abs ${worstFull.toExponential(2)}`,
+      );
     });
 
     test("greedy generation gives transformers' ids and scores", () => {

@@ -4,19 +4,30 @@
  */
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { noGrad } from "../../src/autograd/tape.ts";
+import { KVCache } from "../../src/models/common.ts";
 import type { DecoderLM } from "../../src/models/heads.ts";
 import { getArchitecture, type PretrainedModel } from "../../src/models/index.ts";
-import { KVCache } from "../../src/models/common.ts";
 import { readLlamaConfig } from "../../src/models/llama.ts";
 import { MISTRAL } from "../../src/models/mistral.ts";
-import { noGrad } from "../../src/autograd/tape.ts";
 import { manualSeed } from "../../src/tensor/rng.ts";
 import { tensor } from "../../src/tensor/tensor.ts";
 import { maxRelDiff } from "../helpers.ts";
 
 type LM = PretrainedModel & DecoderLM;
-const BASE = { hidden_size: 32, intermediate_size: 48, num_hidden_layers: 1, num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 50, max_position_embeddings: 64, rope_theta: 1000, initializer_range: 0.3 };
-const build = (model_type: string, extra: Record<string, unknown> = {}) => getArchitecture(model_type).create({ model_type, ...BASE, ...extra }, "causal-lm") as LM;
+const BASE = {
+  hidden_size: 32,
+  intermediate_size: 48,
+  num_hidden_layers: 1,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  vocab_size: 50,
+  max_position_embeddings: 64,
+  rope_theta: 1000,
+  initializer_range: 0.3,
+};
+const build = (model_type: string, extra: Record<string, unknown> = {}) =>
+  getArchitecture(model_type).create({ model_type, ...BASE, ...extra }, "causal-lm") as LM;
 const SEQ = [3, 17, 42, 8, 9, 29, 1, 11, 5, 40];
 const ids = (xs: number[]) => tensor(Int32Array.from(xs), { shape: [1, xs.length] });
 const V = 50;
@@ -40,7 +51,12 @@ describe("mistral", () => {
     const m = build("mistral", { sliding_window: SEQ.length });
     const l = build("llama");
     l.loadStateDict(m.stateDict());
-    assert.ok(maxRelDiff(m.forward({ inputIds: ids(SEQ) }).logits.toFloat64Array(), l.forward({ inputIds: ids(SEQ) }).logits.toFloat64Array()) < 1e-6);
+    assert.ok(
+      maxRelDiff(
+        m.forward({ inputIds: ids(SEQ) }).logits.toFloat64Array(),
+        l.forward({ inputIds: ids(SEQ) }).logits.toFloat64Array(),
+      ) < 1e-6,
+    );
   });
 
   test("sliding window W=3: position t ignores token t-3 and sees token t-2 (one layer)", () => {
@@ -59,7 +75,12 @@ describe("mistral", () => {
     // Full attention (no window) does see t-3.
     const full = build("mistral", { sliding_window: null });
     full.loadStateDict(m.stateDict());
-    assert.ok(maxRelDiff(at(full.forward({ inputIds: ids(far) }).logits.toFloat64Array(), t), at(full.forward({ inputIds: ids(SEQ) }).logits.toFloat64Array(), t)) > 1e-4);
+    assert.ok(
+      maxRelDiff(
+        at(full.forward({ inputIds: ids(far) }).logits.toFloat64Array(), t),
+        at(full.forward({ inputIds: ids(SEQ) }).logits.toFloat64Array(), t),
+      ) > 1e-4,
+    );
   });
 
   test("KV-cache decoding past the window matches the full forward", () => {

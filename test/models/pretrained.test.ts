@@ -11,7 +11,12 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, test } from "node:test";
-import { readSafetensorsHeader, loadSafetensorsDir, writeSafetensors, writeSafetensorsSharded } from "../../src/formats/safetensors.ts";
+import {
+  loadSafetensorsDir,
+  readSafetensorsHeader,
+  writeSafetensors,
+  writeSafetensorsSharded,
+} from "../../src/formats/safetensors.ts";
 import type { DecoderLM } from "../../src/models/heads.ts";
 import { getArchitecture } from "../../src/models/index.ts";
 import { type LoadedModel, loadPretrained, saveModel } from "../../src/models/pretrained.ts";
@@ -24,7 +29,9 @@ import { FIXTURES, loadJson, maxRelDiff } from "../helpers.ts";
 type LM = LoadedModel & DecoderLM;
 const GPT2 = join(FIXTURES, "models", "gpt2");
 const LLAMA = join(FIXTURES, "models", "llama");
-const ref = loadJson<{ inputs: { input_ids: number[][]; attention_mask: number[][] }; logits: number[][][] }>("models/gpt2/reference.json");
+const ref = loadJson<{ inputs: { input_ids: number[][]; attention_mask: number[][] }; logits: number[][][] }>(
+  "models/gpt2/reference.json",
+);
 const ids2 = (rows: number[][]) => tensor(Int32Array.from(rows.flat()), { shape: [rows.length, rows[0].length] });
 const INPUTS = { inputIds: ids2(ref.inputs.input_ids), attentionMask: ids2(ref.inputs.attention_mask) };
 const tmp = (p: string) => mkdtemp(join(tmpdir(), `tk-${p}-`));
@@ -63,12 +70,18 @@ describe("loadPretrained", () => {
     const { m, warnings } = await load(LLAMA, { task: "sequence-classification", id2label: ["neg", "neu", "pos"] });
     assert.deepEqual(m.loadReport.newlyInitialized, ["score.weight"]);
     assert.deepEqual(m.loadReport.unexpected, ["lm_head.weight"]);
-    assert.match(warnings.join("\n"), /Some weights of LlamaForSequenceClassification were not initialized from the model checkpoint .* newly initialized: \['score.weight'\]/);
+    assert.match(
+      warnings.join("\n"),
+      /Some weights of LlamaForSequenceClassification were not initialized from the model checkpoint .* newly initialized: \['score.weight'\]/,
+    );
     assert.deepEqual(m.config.id2label, { 0: "neg", 1: "neu", 2: "pos" });
     assert.deepEqual(m.config.architectures, ["LlamaForSequenceClassification"]);
     const w = new Map(m.namedParameters()).get("score.weight")!;
     assert.deepEqual([...w.shape], [3, 64]);
-    assert.ok(w.toFloat64Array().some((v) => v !== 0), "the new head is randomly initialised, not zeros");
+    assert.ok(
+      w.toFloat64Array().some((v) => v !== 0),
+      "the new head is randomly initialised, not zeros",
+    );
   });
 
   test("sequence classification pools the last non-pad token and computes HF's three losses", async () => {
@@ -80,12 +93,19 @@ describe("loadPretrained", () => {
     assert.ok(maxRelDiff(logits.toFloat64Array().slice(3), alone) < 1e-5);
     const y = tensor(Int32Array.from([2, 0]), { shape: [2] });
     assert.ok(Math.abs(m.forward({ ...INPUTS, labels: y }).loss!.item() - crossEntropy(logits, y).item()) < 1e-6);
-    const multi = tensor([[1, 0, 1], [0, 0, 1]]);
-    assert.ok(Math.abs(m.forward({ ...INPUTS, labels: multi }).loss!.item() - bceWithLogits(logits, multi).item()) < 1e-6);
+    const multi = tensor([
+      [1, 0, 1],
+      [0, 0, 1],
+    ]);
+    assert.ok(
+      Math.abs(m.forward({ ...INPUTS, labels: multi }).loss!.item() - bceWithLogits(logits, multi).item()) < 1e-6,
+    );
     const { m: reg } = await load(GPT2, { task: "sequence-classification", numLabels: 1 });
     const rl = reg.forward(INPUTS).logits;
     const target = tensor([0.5, -1]);
-    assert.ok(Math.abs(reg.forward({ ...INPUTS, labels: target }).loss!.item() - mseLoss(rl.reshape(-1), target).item()) < 1e-6);
+    assert.ok(
+      Math.abs(reg.forward({ ...INPUTS, labels: target }).loss!.item() - mseLoss(rl.reshape(-1), target).item()) < 1e-6,
+    );
   });
 
   test("a classifier head of another size is reported as mismatched and re-initialised", async () => {
@@ -127,7 +147,8 @@ describe("saveModel", () => {
     assert.deepEqual(h.metadata, { format: "pt" });
     // Same tensors as the transformers-written file.
     const a = await loadSafetensorsDir(dir);
-    for (const [k, v] of await loadSafetensorsDir(GPT2)) assert.deepEqual(Buffer.from(a.get(k)!.data), Buffer.from(v.data), k);
+    for (const [k, v] of await loadSafetensorsDir(GPT2))
+      assert.deepEqual(Buffer.from(a.get(k)!.data), Buffer.from(v.data), k);
     const { m: back } = await load(dir);
     assert.deepEqual(back.forward(INPUTS).logits.toFloat64Array(), m.forward(INPUTS).logits.toFloat64Array());
   });
@@ -137,7 +158,10 @@ describe("saveModel", () => {
     const raw = { ...JSON.parse(await readFile(join(LLAMA, "config.json"), "utf8")), tie_word_embeddings: true };
     const m = getArchitecture("llama").create(raw, "causal-lm") as LM;
     const names = new Map(m.namedModules());
-    assert.equal((names.get("lm_head") as unknown as { weight: unknown }).weight, (names.get("model.embed_tokens") as unknown as { weight: unknown }).weight);
+    assert.equal(
+      (names.get("lm_head") as unknown as { weight: unknown }).weight,
+      (names.get("model.embed_tokens") as unknown as { weight: unknown }).weight,
+    );
     const dir = await tmp("tied");
     await saveModel(m, dir);
     assert.ok(!(await readSafetensorsHeader(join(dir, "model.safetensors"))).tensors.has("lm_head.weight"));
@@ -153,13 +177,18 @@ describe("saveModel", () => {
     assert.equal(JSON.parse(await readFile(join(dir, "config.json"), "utf8")).torch_dtype, "bfloat16");
     const { m: f32 } = await load(dir);
     assert.ok(f32.parameters().every((p) => p.dtype === "float32"));
-    assert.ok(maxRelDiff(f32.forward(INPUTS).logits.toFloat64Array(), m.forward(INPUTS).logits.toFloat64Array()) < 0.05);
+    assert.ok(
+      maxRelDiff(f32.forward(INPUTS).logits.toFloat64Array(), m.forward(INPUTS).logits.toFloat64Array()) < 0.05,
+    );
     const { m: auto } = await load(dir, { dtype: "auto" });
     assert.ok(auto.parameters().every((p) => p.dtype === "bfloat16"));
   });
 
   test("the tokenizer is saved and loaded with the model", async () => {
-    const tok = Tokenizer.fromJSON(trainByteLevelBPE(["hello world", "hello there"], { vocabSize: 270, specialTokens: ["<|endoftext|>"] }), { eos_token: "<|endoftext|>" });
+    const tok = Tokenizer.fromJSON(
+      trainByteLevelBPE(["hello world", "hello there"], { vocabSize: 270, specialTokens: ["<|endoftext|>"] }),
+      { eos_token: "<|endoftext|>" },
+    );
     const { m } = await load(GPT2);
     const dir = await tmp("tok");
     await saveModel(m, dir, { tokenizer: tok });
@@ -173,7 +202,8 @@ describe("loadPretrained('hf:...')", () => {
   test("downloads from a hub that serves the gpt2 fixture and loads it", async () => {
     const commit = "0123456789abcdef0123456789abcdef01234567";
     const files = new Map<string, Buffer>();
-    for (const f of ["config.json", "generation_config.json", "model.safetensors"]) files.set(f, await readFile(join(GPT2, f)));
+    for (const f of ["config.json", "generation_config.json", "model.safetensors"])
+      files.set(f, await readFile(join(GPT2, f)));
     const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
     const oid = (b: Buffer) => createHash("sha1").update(`blob ${b.length}\0`).update(b).digest("hex");
     const lfs = (p: string) => p.endsWith(".safetensors");
@@ -183,9 +213,18 @@ describe("loadPretrained('hf:...')", () => {
         res.writeHead(200, { "content-type": "application/json" });
         res.end(JSON.stringify(body));
       };
-      if (path === "/api/models/tiny/gpt2/revision/main") return json({ id: "tiny/gpt2", sha: commit, siblings: [...files.keys()].map((rfilename) => ({ rfilename })) });
+      if (path === "/api/models/tiny/gpt2/revision/main")
+        return json({ id: "tiny/gpt2", sha: commit, siblings: [...files.keys()].map((rfilename) => ({ rfilename })) });
       if (path === `/api/models/tiny/gpt2/tree/${commit}`) {
-        return json([...files].map(([p, d]) => ({ type: "file", path: p, size: d.length, oid: oid(d), ...(lfs(p) ? { lfs: { oid: sha(d), size: d.length, pointerSize: 134 } } : {}) })));
+        return json(
+          [...files].map(([p, d]) => ({
+            type: "file",
+            path: p,
+            size: d.length,
+            oid: oid(d),
+            ...(lfs(p) ? { lfs: { oid: sha(d), size: d.length, pointerSize: 134 } } : {}),
+          })),
+        );
       }
       const m = /^\/tiny\/gpt2\/resolve\/[^/]+\/(.+)$/.exec(path);
       const d = m ? files.get(m[1]) : undefined;
@@ -194,7 +233,12 @@ describe("loadPretrained('hf:...')", () => {
         return res.end();
       }
       const etag = lfs(m[1]) ? sha(d) : oid(d);
-      res.writeHead(200, { "x-repo-commit": commit, etag: `"${etag}"`, "content-length": String(d.length), ...(lfs(m[1]) ? { "x-linked-etag": `"${etag}"`, "x-linked-size": String(d.length) } : {}) });
+      res.writeHead(200, {
+        "x-repo-commit": commit,
+        etag: `"${etag}"`,
+        "content-length": String(d.length),
+        ...(lfs(m[1]) ? { "x-linked-etag": `"${etag}"`, "x-linked-size": String(d.length) } : {}),
+      });
       res.end(d);
     });
     await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));

@@ -9,19 +9,32 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import { ConfigError } from "../../src/formats/hf-config.ts";
-import { readLlamaConfig } from "../../src/models/llama.ts";
 import type { DecoderLM } from "../../src/models/heads.ts";
 import { getArchitecture, type PretrainedModel } from "../../src/models/index.ts";
+import { readLlamaConfig } from "../../src/models/llama.ts";
 import { loadPretrained, saveModel } from "../../src/models/pretrained.ts";
 import { QWEN2 } from "../../src/models/qwen2.ts";
-import { manualSeed } from "../../src/tensor/rng.ts";
-import { type Tensor, randn, tensor } from "../../src/tensor/tensor.ts";
 import { mul } from "../../src/ops/index.ts";
+import { manualSeed } from "../../src/tensor/rng.ts";
+import { randn, type Tensor, tensor } from "../../src/tensor/tensor.ts";
 import { maxRelDiff } from "../helpers.ts";
 
 type LM = PretrainedModel & DecoderLM;
-const BASE = { hidden_size: 32, intermediate_size: 48, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 50, max_position_embeddings: 64, rope_theta: 1000, rms_norm_eps: 1e-6, initializer_range: 0.2, pad_token_id: 0 };
-const build = (model_type: string, extra: Record<string, unknown> = {}) => getArchitecture(model_type).create({ model_type, ...BASE, ...extra }, "causal-lm") as LM;
+const BASE = {
+  hidden_size: 32,
+  intermediate_size: 48,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  vocab_size: 50,
+  max_position_embeddings: 64,
+  rope_theta: 1000,
+  rms_norm_eps: 1e-6,
+  initializer_range: 0.2,
+  pad_token_id: 0,
+};
+const build = (model_type: string, extra: Record<string, unknown> = {}) =>
+  getArchitecture(model_type).create({ model_type, ...BASE, ...extra }, "causal-lm") as LM;
 const IDS = tensor(Int32Array.from([3, 17, 42, 8, 8, 29, 1, 11, 5, 40, 2, 33]), { shape: [2, 6] });
 const logits = (m: LM) => m.forward({ inputIds: IDS }).logits.toFloat64Array();
 
@@ -43,7 +56,7 @@ describe("qwen2", () => {
     manualSeed(1);
     const names = [...build("qwen2").stateDict().keys()];
     for (const p of ["q_proj", "k_proj", "v_proj"]) assert.ok(names.includes(`model.layers.0.self_attn.${p}.bias`), p);
-    assert.ok(!names.some((n) => n.includes("o_proj.bias") || n.includes("mlp") && n.endsWith(".bias")));
+    assert.ok(!names.some((n) => n.includes("o_proj.bias") || (n.includes("mlp") && n.endsWith(".bias"))));
     assert.ok(names.includes("lm_head.weight"));
   });
 
@@ -51,7 +64,8 @@ describe("qwen2", () => {
     manualSeed(2);
     const llama = build("llama");
     const qwen = copyWeights(llama, build("qwen2"));
-    for (let l = 0; l < 2; l++) for (const p of ["q_proj", "k_proj", "v_proj"]) param(qwen, `model.layers.${l}.self_attn.${p}.bias`).data.fill(0);
+    for (let l = 0; l < 2; l++)
+      for (const p of ["q_proj", "k_proj", "v_proj"]) param(qwen, `model.layers.${l}.self_attn.${p}.bias`).data.fill(0);
     assert.ok(maxRelDiff(logits(qwen), logits(llama)) < 1e-6);
   });
 
@@ -72,7 +86,11 @@ describe("qwen2", () => {
       param(llama, `${at}.v_proj.bias`).data.fill(0);
       const bx = Float64Array.from({ length: 32 }, (_, j) => b[Math.floor(Math.floor(j / D) / rep) * D + (j % D)]);
       const wo = param(qwen, `${at}.o_proj.weight`).toFloat64Array();
-      setParam(llama, `${at}.o_proj.bias`, Array.from({ length: 32 }, (_, i) => bx.reduce((s, v, j) => s + wo[i * 32 + j] * v, 0)));
+      setParam(
+        llama,
+        `${at}.o_proj.bias`,
+        Array.from({ length: 32 }, (_, i) => bx.reduce((s, v, j) => s + wo[i * 32 + j] * v, 0)),
+      );
     }
     assert.ok(maxRelDiff(logits(qwen), logits(llama)) < 1e-5);
   });
@@ -80,7 +98,8 @@ describe("qwen2", () => {
   test("q/k biases enter before the rotary embedding (after it, a k bias would cancel in the softmax)", () => {
     manualSeed(4);
     const qwen = build("qwen2");
-    for (let l = 0; l < 2; l++) for (const p of ["q_proj", "k_proj", "v_proj"]) param(qwen, `model.layers.${l}.self_attn.${p}.bias`).data.fill(0);
+    for (let l = 0; l < 2; l++)
+      for (const p of ["q_proj", "k_proj", "v_proj"]) param(qwen, `model.layers.${l}.self_attn.${p}.bias`).data.fill(0);
     const base = logits(qwen);
     setParam(qwen, "model.layers.0.self_attn.k_proj.bias", mul(randn([16]), 2).toFloat64Array());
     assert.ok(maxRelDiff(logits(qwen), base) > 1e-3, "a k bias must change the output");
