@@ -3,6 +3,8 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { type Backend, referenceBackend, setBackend, withBackend } from "../../src/backend/index.ts";
+import { loadNativeBackend } from "../../src/backend/native.ts";
+import { LayerNorm, Linear, Sequential } from "../../src/nn/index.ts";
 import {
   Adam,
   type AdamState,
@@ -15,6 +17,7 @@ import {
   linearWithWarmupLambda,
   OptimizerError,
   SGD,
+  weightDecayGroups,
 } from "../../src/optim/index.ts";
 import { Generator } from "../../src/tensor/rng.ts";
 import { randn, type Tensor, tensor } from "../../src/tensor/tensor.ts";
@@ -279,4 +282,51 @@ describe("clipGradNorm", () => {
       assert.deepEqual(a.grad!.toList(), [1, bad, 2]);
     }
   });
+});
+
+test("weightDecayGroups: matrices decay, biases and norm weights do not, frozen left out", () => {
+  const m = new Sequential(new Linear(4, 4), new LayerNorm(4), new Linear(4, 2));
+  m.freeze(["2"]);
+  const groups = weightDecayGroups(m.namedParameters(), 0.1);
+  const sd = m.stateDict();
+  assert.deepEqual(
+    groups.map((x) => x.weightDecay),
+    [0.1, 0],
+  );
+  assert.deepEqual(groups[0].params, [sd.get("0.weight")]);
+  assert.deepEqual(
+    groups[1].params,
+    ["0.bias", "1.weight", "1.bias"].map((k) => sd.get(k)),
+  );
+  const opt = new AdamW(groups, { lr: 1e-3 });
+  assert.equal(opt.paramGroups[1].weightDecay, 0);
+});
+
+test("native backend: fused AdamW matches the TS definition (float32)", (t) => {
+  const r = loadNativeBackend();
+  if ("error" in r) {
+    t.skip(`native addon unavailable: ${r.error}`);
+    return;
+  }
+  const gen = new Generator(9);
+  const a = [randn([1000], { generator: gen }), randn([7, 13], { generator: gen })].map((x) => x.requiresGrad_(true));
+  const b = a.map((x) => tensor(Float32Array.from(x.toList()), { shape: x.shape }).requiresGrad_(true));
+  const oa = new AdamW([{ params: [a[0]] }, { params: [a[1]], lr: 3e-3, weightDecay: 0 }], {
+    lr: 1e-2,
+    betas: [0.9, 0.95],
+  });
+  const ob = new AdamW([{ params: [b[0]] }, { params: [b[1]], lr: 3e-3, weightDecay: 0 }], {
+    lr: 1e-2,
+    betas: [0.9, 0.95],
+  });
+  ob.useFused = false;
+  for (let k = 0; k < 10; k++) {
+    for (const [i, x] of a.entries()) {
+      x.grad = randn(x.shape, { generator: gen });
+      b[i].grad = tensor(Float32Array.from(x.grad.toList()), { shape: x.shape });
+    }
+    withBackend(r.backend, () => oa.step());
+    withBackend(referenceBackend, () => ob.step());
+  }
+  for (const [i, x] of a.entries()) assertClose(x, b[i], 1e-5, `param ${i}`);
 });
