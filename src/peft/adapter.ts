@@ -8,12 +8,19 @@
  */
 import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { readSafetensors, writeFileAtomic, writeSafetensors, type RawTensor } from "../formats/safetensors.ts";
+import { type RawTensor, readSafetensors, writeFileAtomic, writeSafetensors } from "../formats/safetensors.ts";
 import { rawToTensor, tensorToRaw } from "../formats/tensors.ts";
 import type { Module } from "../nn/module.ts";
 import type { Tensor } from "../tensor/tensor.ts";
-import { AdapterError, CONFIG_NAME, WEIGHTS_NAME, fromPeftConfig, stringifyPeftConfig, toPeftConfig } from "./config.ts";
-import { LoraModel, type TaskType, applyLora, loraHandleOf, resolveLoraConfig, targetSpec } from "./lora.ts";
+import {
+  AdapterError,
+  CONFIG_NAME,
+  fromPeftConfig,
+  stringifyPeftConfig,
+  toPeftConfig,
+  WEIGHTS_NAME,
+} from "./config.ts";
+import { applyLora, LoraModel, loraHandleOf, resolveLoraConfig, type TaskType, targetSpec } from "./lora.ts";
 import { ALL_LINEAR, findTargets, isModuleToSave, linearKind, minimalTargetNames, patternValue } from "./targets.ts";
 
 /** Prefix PEFT puts before module paths (`PeftModel.base_model` (LoraModel) `.model`). */
@@ -46,7 +53,10 @@ export function adapterStateDict(handle: LoraModel): Map<string, Tensor> {
 function savedTargets(handle: LoraModel): string | string[] {
   const t = handle.config.targets;
   if (typeof t === "string" && t.toLowerCase() !== ALL_LINEAR) return t;
-  return minimalTargetNames([...handle.layers.keys()], handle.model.namedModules().map(([p]) => p));
+  return minimalTargetNames(
+    [...handle.layers.keys()],
+    handle.model.namedModules().map(([p]) => p),
+  );
 }
 
 /**
@@ -55,10 +65,16 @@ function savedTargets(handle: LoraModel): string | string[] {
  * applyLora(model, { targets: ["q_proj", "v_proj"], rank: 8, alpha: 16 });
  * await saveAdapter(model, "./out/adapter", { baseModelNameOrPath: "HuggingFaceTB/SmolLM2-135M", taskType: "CAUSAL_LM" });
  */
-export async function saveAdapter(model: Module | LoraModel, dir: string, opts: SaveAdapterOptions = {}): Promise<void> {
+export async function saveAdapter(
+  model: Module | LoraModel,
+  dir: string,
+  opts: SaveAdapterOptions = {},
+): Promise<void> {
   const handle = model instanceof LoraModel ? model : loraHandleOf(model);
-  if (!handle) throw new AdapterError(dir, "not_lora", "the model has no LoRA adapter (call applyLora or loadAdapter first)");
-  if (handle.state !== "active") throw new AdapterError(dir, "not_lora", `the LoRA adapter is ${handle.state}; save it before merging`);
+  if (!handle)
+    throw new AdapterError(dir, "not_lora", "the model has no LoRA adapter (call applyLora or loadAdapter first)");
+  if (handle.state !== "active")
+    throw new AdapterError(dir, "not_lora", `the LoRA adapter is ${handle.state}; save it before merging`);
   const config = toPeftConfig(handle.config, savedTargets(handle), {
     baseModelNameOrPath: opts.baseModelNameOrPath,
     taskType: opts.taskType,
@@ -76,7 +92,7 @@ export async function saveAdapter(model: Module | LoraModel, dir: string, opts: 
 }
 
 export interface LoadAdapterOptions {
-  /** Keep the adapter (and modules to save) trainable (PEFT `is_trainable`); default false, like PEFT. */
+  /** Keep the adapter (and modules to save) trainable (PEFT `is_trainable`); default false: frozen and in eval mode, like PEFT. */
   isTrainable?: boolean;
 }
 
@@ -87,7 +103,13 @@ async function readConfig(dir: string): Promise<unknown> {
     text = await readFile(file, "utf8");
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code === "ENOENT" ? "missing_file" : "io";
-    throw new AdapterError(file, code, code === "missing_file" ? "file not found" : `cannot read (${(e as Error).message})`, null, { cause: e });
+    throw new AdapterError(
+      file,
+      code,
+      code === "missing_file" ? "file not found" : `cannot read (${(e as Error).message})`,
+      null,
+      { cause: e },
+    );
   }
   try {
     return JSON.parse(text);
@@ -106,22 +128,47 @@ async function readWeights(dir: string): Promise<Map<string, RawTensor>> {
       () => true,
       () => false,
     );
-    if (bin) throw new AdapterError(join(dir, "adapter_model.bin"), "unsupported", "pickled adapter_model.bin is not supported; save the adapter with safe_serialization=True", null, { cause: e });
+    if (bin)
+      throw new AdapterError(
+        join(dir, "adapter_model.bin"),
+        "unsupported",
+        "pickled adapter_model.bin is not supported; save the adapter with safe_serialization=True",
+        null,
+        { cause: e },
+      );
     throw new AdapterError(file, "missing_file", "file not found", null, { cause: e });
   }
 }
 
 /** Why `key` cannot be loaded into `model` (the key is not among the expected ones). */
 function explainUnexpected(file: string, key: string, modules: Map<string, Module>): AdapterError {
-  if (!key.startsWith(PEFT_PREFIX)) return new AdapterError(file, "bad_key", `tensor '${key}' does not start with '${PEFT_PREFIX}'`, key);
+  if (!key.startsWith(PEFT_PREFIX))
+    return new AdapterError(file, "bad_key", `tensor '${key}' does not start with '${PEFT_PREFIX}'`, key);
   const m = key.slice(PEFT_PREFIX.length).match(/^(.*)\.(lora_[A-Za-z_]+)(\.weight)?$/);
-  if (m && m[2] !== "lora_A" && m[2] !== "lora_B") return new AdapterError(file, "unsupported", `tensor '${key}': ${m[2]} (DoRA / embedding LoRA) is not supported`, key);
+  if (m && m[2] !== "lora_A" && m[2] !== "lora_B")
+    return new AdapterError(
+      file,
+      "unsupported",
+      `tensor '${key}': ${m[2]} (DoRA / embedding LoRA) is not supported`,
+      key,
+    );
   if (m) {
     const mod = modules.get(m[1]);
-    if (!mod) return new AdapterError(file, "unknown_module", `tensor '${key}': the model has no module '${m[1]}'`, key);
-    return new AdapterError(file, "unknown_module", `tensor '${key}': module '${m[1]}' (${mod.constructor.name}) is not selected by target_modules`, key);
+    if (!mod)
+      return new AdapterError(file, "unknown_module", `tensor '${key}': the model has no module '${m[1]}'`, key);
+    return new AdapterError(
+      file,
+      "unknown_module",
+      `tensor '${key}': module '${m[1]}' (${mod.constructor.name}) is not selected by target_modules`,
+      key,
+    );
   }
-  return new AdapterError(file, "unknown_module", `tensor '${key}' is neither a LoRA weight of a target module nor a parameter of a module to save`, key);
+  return new AdapterError(
+    file,
+    "unknown_module",
+    `tensor '${key}' is neither a LoRA weight of a target module nor a parameter of a module to save`,
+    key,
+  );
 }
 
 /**
@@ -134,7 +181,11 @@ function explainUnexpected(file: string, key: string, modules: Map<string, Modul
  * const lora = await loadAdapter(model, "./out/adapter");
  * const merged = lora.merge(); // plain model with the update folded in
  */
-export async function loadAdapter<M extends Module>(model: M, dir: string, opts: LoadAdapterOptions = {}): Promise<LoraModel<M>> {
+export async function loadAdapter<M extends Module>(
+  model: M,
+  dir: string,
+  opts: LoadAdapterOptions = {},
+): Promise<LoraModel<M>> {
   const cfgFile = join(dir, CONFIG_NAME);
   const config = fromPeftConfig(await readConfig(dir), cfgFile);
   const weights = await readWeights(dir);
@@ -143,10 +194,22 @@ export async function loadAdapter<M extends Module>(model: M, dir: string, opts:
   const modules = new Map(model.namedModules());
   const expected = new Map<string, number[]>();
   const found = findTargets(model, targetSpec(c));
-  if (found.length === 0) throw new AdapterError(cfgFile, "unknown_module", `target_modules ${JSON.stringify(c.targets)} match no module of the model`, "target_modules");
+  if (found.length === 0)
+    throw new AdapterError(
+      cfgFile,
+      "unknown_module",
+      `target_modules ${JSON.stringify(c.targets)} match no module of the model`,
+      "target_modules",
+    );
   for (const [path, m] of found) {
     const kind = linearKind(m);
-    if (!kind) throw new AdapterError(cfgFile, "unsupported", `target module '${path}' is a ${m.constructor.name}; LoRA is supported on Linear and Conv1D only`, path);
+    if (!kind)
+      throw new AdapterError(
+        cfgFile,
+        "unsupported",
+        `target module '${path}' is a ${m.constructor.name}; LoRA is supported on Linear and Conv1D only`,
+        path,
+      );
     const w = (m as unknown as { weight: Tensor }).weight.shape;
     const [out, inF] = kind === "conv1d" ? [w[1], w[0]] : [w[0], w[1]];
     const r = patternValue(c.rankPattern, path, c.rank);
@@ -155,20 +218,28 @@ export async function loadAdapter<M extends Module>(model: M, dir: string, opts:
   }
   const saved = [...modules.keys()].filter((p) => isModuleToSave(p, c.modulesToSave));
   for (const path of saved.filter((p) => !saved.some((q) => q !== p && p.startsWith(`${q}.`)))) {
-    for (const [k, t] of (modules.get(path) as Module).stateDict()) expected.set(`${PEFT_PREFIX}${path}.${k}`, [...t.shape]);
+    for (const [k, t] of (modules.get(path) as Module).stateDict())
+      expected.set(`${PEFT_PREFIX}${path}.${k}`, [...t.shape]);
   }
   const tensors = new Map<string, Tensor>();
   for (const [key, raw] of weights) {
     const want = expected.get(key);
     if (!want) throw explainUnexpected(file, key, modules);
     if (want.length !== raw.shape.length || want.some((d, i) => d !== raw.shape[i])) {
-      throw new AdapterError(file, "bad_shape", `tensor '${key}' has shape [${raw.shape}], the model needs [${want}]`, key);
+      throw new AdapterError(
+        file,
+        "bad_shape",
+        `tensor '${key}' has shape [${raw.shape}], the model needs [${want}]`,
+        key,
+      );
     }
-    if (!["F32", "F16", "BF16", "F64"].includes(raw.dtype)) throw new AdapterError(file, "bad_config", `tensor '${key}' has dtype ${raw.dtype}; expected a float type`, key);
+    if (!["F32", "F16", "BF16", "F64"].includes(raw.dtype))
+      throw new AdapterError(file, "bad_config", `tensor '${key}' has dtype ${raw.dtype}; expected a float type`, key);
     tensors.set(key, rawToTensor(raw, key, file));
   }
   const missing = [...expected.keys()].filter((k) => !weights.has(k));
-  if (missing.length) throw new AdapterError(file, "missing_key", `missing tensor(s): ${missing.join(", ")}`, missing[0]);
+  if (missing.length)
+    throw new AdapterError(file, "missing_key", `missing tensor(s): ${missing.join(", ")}`, missing[0]);
 
   const handle = applyLora(model, config);
   for (const [path, layer] of handle.layers) {
@@ -177,10 +248,15 @@ export async function loadAdapter<M extends Module>(model: M, dir: string, opts:
   }
   for (const path of handle.savedModules) {
     const sub = new Map<string, Tensor>();
-    for (const [k, t] of tensors) if (k.startsWith(`${PEFT_PREFIX}${path}.`)) sub.set(k.slice(PEFT_PREFIX.length + path.length + 1), t);
+    for (const [k, t] of tensors)
+      if (k.startsWith(`${PEFT_PREFIX}${path}.`)) sub.set(k.slice(PEFT_PREFIX.length + path.length + 1), t);
     (modules.get(path) as Module).loadStateDict(sub, { strict: true });
   }
-  if (!opts.isTrainable) handle.model.freeze();
+  if (!opts.isTrainable) {
+    // As PeftModel.from_pretrained: frozen and in eval mode (no LoRA dropout) unless asked otherwise.
+    handle.model.freeze();
+    handle.model.eval();
+  }
   return handle;
 }
 

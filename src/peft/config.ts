@@ -30,7 +30,13 @@ export class AdapterError extends FormatError {
   declare readonly code: AdapterErrorCode;
   /** The tensor name or config field concerned, when there is one. */
   readonly key: string | null;
-  constructor(file: string, code: AdapterErrorCode, reason: string, key: string | null = null, options?: { cause?: unknown }) {
+  constructor(
+    file: string,
+    code: AdapterErrorCode,
+    reason: string,
+    key: string | null = null,
+    options?: { cause?: unknown },
+  ) {
     super(file, code, reason, options);
     this.key = key;
   }
@@ -46,7 +52,12 @@ export type PeftConfigJson = Record<string, unknown>;
 export function toPeftConfig(
   c: ResolvedLoraConfig,
   targetModules: string | string[],
-  opts: { baseModelNameOrPath?: string | null; taskType?: TaskType | null; fanInFanOut?: boolean; revision?: string | null },
+  opts: {
+    baseModelNameOrPath?: string | null;
+    taskType?: TaskType | null;
+    fanInFanOut?: boolean;
+    revision?: string | null;
+  },
 ): PeftConfigJson {
   const json: PeftConfigJson = {
     alpha_pattern: { ...c.alphaPattern },
@@ -81,7 +92,15 @@ export function toPeftConfig(
 /** PEFT's layout: sorted keys, two-space indent. */
 export function stringifyPeftConfig(json: PeftConfigJson): string {
   const sort = (v: unknown): unknown =>
-    Array.isArray(v) ? v.map(sort) : v && typeof v === "object" ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, sort((v as Record<string, unknown>)[k])])) : v;
+    Array.isArray(v)
+      ? v.map(sort)
+      : v && typeof v === "object"
+        ? Object.fromEntries(
+            Object.keys(v)
+              .sort()
+              .map((k) => [k, sort((v as Record<string, unknown>)[k])]),
+          )
+        : v;
   return `${JSON.stringify(sort(json), null, 2)}\n`;
 }
 
@@ -101,7 +120,12 @@ export function fromPeftConfig(json: unknown, file: string): LoraConfig {
     throw new AdapterError(file, code, `'${key}' ${why}`, key);
   };
   const j = json;
-  if (j.peft_type !== "LORA") fail("peft_type", `is ${JSON.stringify(j.peft_type)}; only "LORA" adapters are supported`, j.peft_type === undefined ? "bad_config" : "unsupported");
+  if (j.peft_type !== "LORA")
+    fail(
+      "peft_type",
+      `is ${JSON.stringify(j.peft_type)}; only "LORA" adapters are supported`,
+      j.peft_type === undefined ? "bad_config" : "unsupported",
+    );
   const unsupported: [string, boolean][] = [
     ["use_dora", j.use_dora === true],
     ["use_qalora", j.use_qalora === true],
@@ -110,11 +134,15 @@ export function fromPeftConfig(json: unknown, file: string): LoraConfig {
     ["trainable_token_indices", j.trainable_token_indices != null],
     ["alora_invocation_tokens", j.alora_invocation_tokens != null],
     ["arrow_config", j.arrow_config != null],
-    ["target_parameters", Array.isArray(j.target_parameters) ? j.target_parameters.length > 0 : j.target_parameters != null],
+    [
+      "target_parameters",
+      Array.isArray(j.target_parameters) ? j.target_parameters.length > 0 : j.target_parameters != null,
+    ],
     ["bias", j.bias !== undefined && j.bias !== "none"],
     ["init_lora_weights", typeof j.init_lora_weights === "string" && BASE_CHANGING_INITS.test(j.init_lora_weights)],
   ];
-  for (const [k, bad] of unsupported) if (bad) fail(k, `= ${JSON.stringify(j[k])} is not supported by tunekit's LoRA`, "unsupported");
+  for (const [k, bad] of unsupported)
+    if (bad) fail(k, `= ${JSON.stringify(j[k])} is not supported by tunekit's LoRA`, "unsupported");
   const num = (k: string, def: number, ok: (x: number) => boolean, what: string): number => {
     const v = j[k] ?? def;
     if (typeof v !== "number" || !ok(v)) fail(k, `must be ${what}, got ${JSON.stringify(v)}`);
@@ -124,23 +152,30 @@ export function fromPeftConfig(json: unknown, file: string): LoraConfig {
   const alpha = num("lora_alpha", 8, Number.isFinite, "a finite number");
   const dropout = num("lora_dropout", 0, (x) => x >= 0 && x < 1, "in [0, 1)");
   const tm = j.target_modules;
-  if (!(typeof tm === "string" || (isStrList(tm) && tm.length))) fail("target_modules", "must be a non-empty list of names or a regex string");
+  if (!(typeof tm === "string" || (isStrList(tm) && tm.length)))
+    fail("target_modules", "must be a non-empty list of names or a regex string");
   const pattern = (k: string): Record<string, number> => {
     const v = j[k] ?? {};
-    if (!isObj(v) || !Object.values(v).every((x) => typeof x === "number" && Number.isFinite(x))) fail(k, "must map patterns to numbers");
-    if (k === "rank_pattern" && !Object.values(v as object).every((x) => Number.isInteger(x) && x >= 1)) fail(k, "ranks must be positive integers");
+    if (!isObj(v) || !Object.values(v).every((x) => typeof x === "number" && Number.isFinite(x)))
+      fail(k, "must map patterns to numbers");
+    if (k === "rank_pattern" && !Object.values(v as object).every((x) => Number.isInteger(x) && x >= 1))
+      fail(k, "ranks must be positive integers");
     return { ...(v as Record<string, number>) };
   };
   const mts = j.modules_to_save ?? null;
   if (mts !== null && !isStrList(mts)) fail("modules_to_save", "must be null or a list of names");
   const init = j.init_lora_weights ?? true;
-  if (typeof init !== "boolean" && init !== "gaussian" && typeof init !== "string") fail("init_lora_weights", "must be a boolean or a string");
+  if (typeof init !== "boolean" && init !== "gaussian" && typeof init !== "string")
+    fail("init_lora_weights", "must be a boolean or a string");
   const ex = j.exclude_modules ?? undefined;
-  if (ex !== undefined && typeof ex !== "string" && !isStrList(ex)) fail("exclude_modules", "must be null, a regex string or a list of names");
+  if (ex !== undefined && typeof ex !== "string" && !isStrList(ex))
+    fail("exclude_modules", "must be null, a regex string or a list of names");
   const ltt = j.layers_to_transform ?? undefined;
-  if (ltt !== undefined && !(Number.isInteger(ltt) || (Array.isArray(ltt) && ltt.every(Number.isInteger)))) fail("layers_to_transform", "must be null, an integer or a list of integers");
+  if (ltt !== undefined && !(Number.isInteger(ltt) || (Array.isArray(ltt) && ltt.every(Number.isInteger))))
+    fail("layers_to_transform", "must be null, an integer or a list of integers");
   const lp = j.layers_pattern ?? undefined;
-  if (lp !== undefined && typeof lp !== "string" && !isStrList(lp)) fail("layers_pattern", "must be null, a string or a list of strings");
+  if (lp !== undefined && typeof lp !== "string" && !isStrList(lp))
+    fail("layers_pattern", "must be null, a string or a list of strings");
   if (j.use_rslora !== undefined && typeof j.use_rslora !== "boolean") fail("use_rslora", "must be a boolean");
   return {
     targets: tm as string | string[],

@@ -8,11 +8,26 @@
 import { adapterStateDict, loadAdapter, saveAdapter } from "./adapter.ts";
 import { applyLora, loraHandleOf } from "./lora.ts";
 
-export * from "./lora-linear.ts";
-export * from "./lora.ts";
 export * from "./adapter.ts";
-export { AdapterError, type AdapterErrorCode, CONFIG_NAME, WEIGHTS_NAME, fromPeftConfig, toPeftConfig, stringifyPeftConfig, type PeftConfigJson } from "./config.ts";
+export {
+  AdapterError,
+  type AdapterErrorCode,
+  CONFIG_NAME,
+  fromPeftConfig,
+  type PeftConfigJson,
+  stringifyPeftConfig,
+  toPeftConfig,
+  WEIGHTS_NAME,
+} from "./config.ts";
+export * from "./lora.ts";
+export * from "./lora-linear.ts";
 export { findTargets, linearKind, matchesName, minimalTargetNames, patternValue } from "./targets.ts";
 
 /** The LoRA entry points under short names (`lora.apply`, `lora.save`, `lora.load`). */
-export const lora = { apply: applyLora, save: saveAdapter, load: loadAdapter, stateDict: adapterStateDict, of: loraHandleOf } as const;
+export const lora = {
+  apply: applyLora,
+  save: saveAdapter,
+  load: loadAdapter,
+  stateDict: adapterStateDict,
+  of: loraHandleOf,
+} as const;

@@ -10,8 +10,8 @@ import { Module, Parameter } from "../nn/module.ts";
 import * as F from "../ops/index.ts";
 import { f32ToBf16, f32ToF16, isHalf } from "../tensor/dtype.ts";
 import { ValueError } from "../tensor/errors.ts";
-import { type Generator, defaultGenerator } from "../tensor/rng.ts";
-import { type Tensor, forEachOffset, zeros } from "../tensor/tensor.ts";
+import { defaultGenerator, type Generator } from "../tensor/rng.ts";
+import { forEachOffset, type Tensor, zeros } from "../tensor/tensor.ts";
 import { type LinearKind, linearKind } from "./targets.ts";
 
 /** How the factors start: PEFT's `init_lora_weights` (true: A kaiming-uniform, B zero; "gaussian": A ~ N(0, 1/r); false: both random). */
@@ -73,13 +73,18 @@ export class LoRALinear extends Module {
     const b = base as unknown as { weight: Parameter; bias?: Parameter | null };
     this._base = base;
     this.fanInFanOut = kind === "conv1d";
-    [this.outFeatures, this.inFeatures] = this.fanInFanOut ? [b.weight.shape[1], b.weight.shape[0]] : [b.weight.shape[0], b.weight.shape[1]];
+    [this.outFeatures, this.inFeatures] = this.fanInFanOut
+      ? [b.weight.shape[1], b.weight.shape[0]]
+      : [b.weight.shape[0], b.weight.shape[1]];
     this.rank = opts.rank ?? 8;
     this.alpha = opts.alpha ?? 8;
     this.dropout = opts.dropout ?? 0;
-    if (!Number.isInteger(this.rank) || this.rank < 1) throw new ValueError(`LoRALinear: rank must be a positive integer, got ${this.rank}`);
-    if (!Number.isFinite(this.alpha)) throw new ValueError(`LoRALinear: alpha must be a finite number, got ${this.alpha}`);
-    if (!(this.dropout >= 0 && this.dropout < 1)) throw new ValueError(`LoRALinear: dropout must be in [0, 1), got ${this.dropout}`);
+    if (!Number.isInteger(this.rank) || this.rank < 1)
+      throw new ValueError(`LoRALinear: rank must be a positive integer, got ${this.rank}`);
+    if (!Number.isFinite(this.alpha))
+      throw new ValueError(`LoRALinear: alpha must be a finite number, got ${this.alpha}`);
+    if (!(this.dropout >= 0 && this.dropout < 1))
+      throw new ValueError(`LoRALinear: dropout must be in [0, 1), got ${this.dropout}`);
     this.scaling = opts.useRslora ? this.alpha / Math.sqrt(this.rank) : this.alpha / this.rank;
     this._generator = opts.generator ?? defaultGenerator;
     this.weight = frozenWeight(b.weight, opts.baseDtype);
@@ -88,6 +93,8 @@ export class LoRALinear extends Module {
     this.lora_A = new LoraFactor(new Parameter(zeros([this.rank, this.inFeatures])));
     this.lora_B = new LoraFactor(new Parameter(zeros([this.outFeatures, this.rank])));
     this.resetLoraParameters(opts.init ?? true);
+    // Keep the replaced layer's train/eval mode.
+    this.train(base.training);
   }
 
   /**
@@ -97,7 +104,10 @@ export class LoRALinear extends Module {
   static fromBase(base: Module, opts: LoRALinearOptions = {}): LoRALinear {
     if (base instanceof LoRALinear) throw new ValueError("LoRALinear.fromBase: the layer already has a LoRA adapter");
     const kind = linearKind(base);
-    if (!kind) throw new ValueError(`LoRALinear.fromBase: ${base.constructor.name} is not a linear layer (need a 2-d 'weight' Parameter)`);
+    if (!kind)
+      throw new ValueError(
+        `LoRALinear.fromBase: ${base.constructor.name} is not a linear layer (need a 2-d 'weight' Parameter)`,
+      );
     return new LoRALinear(base, kind, opts);
   }
 
@@ -165,7 +175,10 @@ function frozenWeight(w: Parameter, dtype: LoRALinearOptions["baseDtype"]): Para
     w.grad = null;
     return w;
   }
-  return new Parameter(noGrad(() => F.cast(w, dtype)), false);
+  return new Parameter(
+    noGrad(() => F.cast(w, dtype)),
+    false,
+  );
 }
 
 /** w += sign * d, computed in float64 and rounded once to w's dtype. */

@@ -7,7 +7,7 @@ import type { Module } from "../nn/module.ts";
 import { ValueError } from "../tensor/errors.ts";
 import type { Generator } from "../tensor/rng.ts";
 import { LoRALinear, type LoraInit } from "./lora-linear.ts";
-import { ALL_LINEAR, type TargetSpec, findTargets, isModuleToSave, linearKind, patternValue } from "./targets.ts";
+import { ALL_LINEAR, findTargets, isModuleToSave, linearKind, patternValue, type TargetSpec } from "./targets.ts";
 
 /** PEFT task types (what `task_type` records; SEQ_CLS also keeps `classifier`/`score` trainable, as PEFT does). */
 export type TaskType = "SEQ_CLS" | "CAUSAL_LM" | "SEQ_2_SEQ_LM" | "TOKEN_CLS" | "QUESTION_ANS" | "FEATURE_EXTRACTION";
@@ -50,7 +50,9 @@ export interface LoraConfig {
 }
 
 /** A config with PEFT's defaults filled in. */
-export type ResolvedLoraConfig = Required<Omit<LoraConfig, "excludeModules" | "layersToTransform" | "layersPattern" | "generator" | "baseDtype">> &
+export type ResolvedLoraConfig = Required<
+  Omit<LoraConfig, "excludeModules" | "layersToTransform" | "layersPattern" | "generator" | "baseDtype">
+> &
   Pick<LoraConfig, "excludeModules" | "layersToTransform" | "layersPattern" | "generator" | "baseDtype">;
 
 /** Fills PEFT's defaults and validates. */
@@ -59,7 +61,8 @@ export function resolveLoraConfig(c: LoraConfig): ResolvedLoraConfig {
   const mts = [...(c.modulesToSave ?? [])];
   if (c.taskType === "SEQ_CLS") for (const n of ["classifier", "score"]) if (!mts.includes(n)) mts.push(n);
   const targets = c.targets;
-  if (!targets || (typeof targets !== "string" && targets.length === 0)) throw new ValueError("LoRA: 'targets' is empty (give module names, a regex or 'all-linear')");
+  if (!targets || (typeof targets !== "string" && targets.length === 0))
+    throw new ValueError("LoRA: 'targets' is empty (give module names, a regex or 'all-linear')");
   return {
     ...c,
     targets,
@@ -105,7 +108,12 @@ export class LoraModel<M extends Module = Module> {
   readonly savedModules: string[];
   private _state: "active" | "merged" | "unloaded" = "active";
 
-  constructor(readonly model: M, readonly config: ResolvedLoraConfig, private readonly _slots: Map<string, Slot>, savedModules: string[]) {
+  constructor(
+    readonly model: M,
+    readonly config: ResolvedLoraConfig,
+    private readonly _slots: Map<string, Slot>,
+    savedModules: string[],
+  ) {
     this.layers = new Map([..._slots].map(([k, s]) => [k, s.layer]));
     this.savedModules = savedModules;
   }
@@ -175,23 +183,32 @@ export class LoraModel<M extends Module = Module> {
 function setChild(parent: Module, name: string, m: Module): void {
   const rec = parent as unknown as Record<string, unknown>;
   const dot = name.indexOf(".");
-  if (dot > 0 && Array.isArray(rec[name.slice(0, dot)])) (rec[name.slice(0, dot)] as Module[])[Number(name.slice(dot + 1))] = m;
+  if (dot > 0 && Array.isArray(rec[name.slice(0, dot)]))
+    (rec[name.slice(0, dot)] as Module[])[Number(name.slice(dot + 1))] = m;
   else if (name in rec && !name.startsWith("_")) rec[name] = m;
   else if (/^\d+$/.test(name) && Array.isArray(rec._items)) (rec._items as Module[])[Number(name)] = m;
   else throw new ValueError(`LoRA: cannot replace child '${name}' of ${parent.constructor.name}`);
-  if (!parent.namedChildren().some(([k, c]) => k === name && c === m)) throw new ValueError(`LoRA: replacing child '${name}' of ${parent.constructor.name} did not take effect`);
+  if (!parent.namedChildren().some(([k, c]) => k === name && c === m))
+    throw new ValueError(`LoRA: replacing child '${name}' of ${parent.constructor.name} did not take effect`);
 }
 
 /** parent module and child name for every module path. */
 function parents(model: Module): Map<string, { parent: Module; name: string }> {
   const out = new Map<string, { parent: Module; name: string }>();
-  for (const [path, m] of model.namedModules()) for (const [k] of m.namedChildren()) out.set(path ? `${path}.${k}` : k, { parent: m, name: k });
+  for (const [path, m] of model.namedModules())
+    for (const [k] of m.namedChildren()) out.set(path ? `${path}.${k}` : k, { parent: m, name: k });
   return out;
 }
 
 /** The selection part of a resolved config. */
 export function targetSpec(c: ResolvedLoraConfig): TargetSpec {
-  return { targetModules: c.targets, excludeModules: c.excludeModules, modulesToSave: c.modulesToSave, layersToTransform: c.layersToTransform, layersPattern: c.layersPattern };
+  return {
+    targetModules: c.targets,
+    excludeModules: c.excludeModules,
+    modulesToSave: c.modulesToSave,
+    layersToTransform: c.layersToTransform,
+    layersPattern: c.layersPattern,
+  };
 }
 
 /**
@@ -213,7 +230,10 @@ export function applyLora<M extends Module>(model: M, config: LoraConfig): LoraM
     throw new ValueError(`applyLora: target modules ${what} not found in the model`);
   }
   const bad = found.filter(([, m]) => !linearKind(m));
-  if (bad.length) throw new ValueError(`applyLora: target module(s) ${bad.map(([p, m]) => `'${p}' (${m.constructor.name})`).join(", ")} are not linear layers; LoRA supports Linear and Conv1D`);
+  if (bad.length)
+    throw new ValueError(
+      `applyLora: target module(s) ${bad.map(([p, m]) => `'${p}' (${m.constructor.name})`).join(", ")} are not linear layers; LoRA supports Linear and Conv1D`,
+    );
   const par = parents(model);
   model.freeze();
   const slots = new Map<string, Slot>();
@@ -232,7 +252,10 @@ export function applyLora<M extends Module>(model: M, config: LoraConfig): LoraM
     setChild(pn.parent, pn.name, layer);
     slots.set(path, { ...pn, layer });
   }
-  const saved = model.namedModules().filter(([p]) => isModuleToSave(p, c.modulesToSave)).map(([p]) => p);
+  const saved = model
+    .namedModules()
+    .filter(([p]) => isModuleToSave(p, c.modulesToSave))
+    .map(([p]) => p);
   const topSaved = saved.filter((p) => !saved.some((q) => q !== p && p.startsWith(`${q}.`)));
   if (topSaved.length) model.unfreeze(topSaved);
   for (const s of slots.values()) for (const p of [s.layer.lora_A.weight, s.layer.lora_B.weight]) p.requiresGrad = true;

@@ -4,7 +4,7 @@
  * `get_pattern_key`, `_set_trainable`), so a PEFT `adapter_config.json` selects the same modules here.
  */
 import { Linear } from "../nn/layers.ts";
-import { type Module, Parameter, globToRegExp } from "../nn/module.ts";
+import { globToRegExp, type Module, Parameter } from "../nn/module.ts";
 
 /** `target_modules` value meaning "every linear layer except the output head" (PEFT `INCLUDE_LINEAR_LAYERS_SHORTHAND`). */
 export const ALL_LINEAR = "all-linear";
@@ -61,9 +61,8 @@ function layerIndexOk(spec: TargetSpec, path: string): boolean {
   const want = spec.layersToTransform;
   if (want === null || want === undefined) return true;
   const pats = typeof spec.layersPattern === "string" ? [spec.layersPattern] : (spec.layersPattern ?? []);
-  let m: RegExpMatchArray | null = null;
-  if (pats.length === 0) m = path.match(/^.*\.[^.]*\.(\d+)\./);
-  else for (const p of pats) if ((m = path.match(new RegExp(`^.*\\.${p}\\.(\\d+)\\.`)))) break;
+  const res = pats.length === 0 ? [/^.*\.[^.]*\.(\d+)\./] : pats.map((p) => new RegExp(`^.*\\.${p}\\.(\\d+)\\.`));
+  const m = res.map((re) => path.match(re)).find((x) => x !== null) ?? null;
   if (!m) return false;
   const i = Number(m[1]);
   return typeof want === "number" ? i === want : want.includes(i);
@@ -114,13 +113,24 @@ export function findTargets(model: Module, spec: TargetSpec): [string, Module][]
 }
 
 /**
- * The shortest list of name suffixes that selects exactly `targets` among `allPaths` (PEFT writes
- * `target_modules` this way after resolving `all-linear`); the full paths when suffixes would overreach.
+ * The shortest dotted suffixes that select exactly `targets` among `allPaths` with PEFT's suffix rule
+ * (as PEFT's `_find_minimal_target_modules` writes a resolved `all-linear`): "q_proj" where it is
+ * unambiguous, "mlp.0" where "0" would also select `model.layers.0`.
  */
 export function minimalTargetNames(targets: readonly string[], allPaths: readonly string[]): string[] {
   const want = new Set(targets);
-  const last = [...new Set(targets.map((p) => p.slice(p.lastIndexOf(".") + 1)))];
-  const exact = allPaths.filter((p) => p && matchesName(p, last));
-  if (exact.length === want.size && exact.every((p) => want.has(p))) return last.sort();
-  return [...targets];
+  const others = allPaths.filter((p) => p && !want.has(p));
+  const out = new Set<string>();
+  for (const t of targets) {
+    const parts = t.split(".");
+    if ([...out].some((s) => t === s || t.endsWith(`.${s}`))) continue;
+    for (let k = 1; k <= parts.length; k++) {
+      const suffix = parts.slice(-k).join(".");
+      if (k === parts.length || !others.some((o) => o === suffix || o.endsWith(`.${suffix}`))) {
+        out.add(suffix);
+        break;
+      }
+    }
+  }
+  return [...out].sort();
 }

@@ -7,11 +7,11 @@ import { backward } from "../../src/autograd/index.ts";
 import { referenceBackend, setBackend } from "../../src/backend/index.ts";
 import { Linear, Module, Parameter } from "../../src/nn/index.ts";
 import * as F from "../../src/ops/index.ts";
-import { LoRALinear, applyLora, findTargets, minimalTargetNames, patternValue } from "../../src/peft/index.ts";
+import { applyLora, findTargets, LoRALinear, minimalTargetNames, patternValue } from "../../src/peft/index.ts";
 import { Generator } from "../../src/tensor/rng.ts";
-import { type Tensor, randn, tensor } from "../../src/tensor/tensor.ts";
+import { randn, type Tensor, tensor } from "../../src/tensor/tensor.ts";
 import { assertClose } from "../helpers.ts";
-import { CLASSES, D, TinyClassifier, baseCount, input } from "./tiny-model.ts";
+import { baseCount, CLASSES, D, input, TinyClassifier } from "./tiny-model.ts";
 
 setBackend(referenceBackend);
 
@@ -23,7 +23,8 @@ function bytes(t: Tensor): Buffer {
 /** Fills every LoRA factor with random values (B starts at zero, which would hide bugs). */
 function randomizeLora(model: Module, seed = 3): void {
   const g = new Generator(seed);
-  for (const [name, p] of model.namedParameters()) if (/lora_[AB]/.test(name)) p.data.set(F.mul(randn(p.shape, { generator: g }), 0.2).data);
+  for (const [name, p] of model.namedParameters())
+    if (/lora_[AB]/.test(name)) p.data.set(F.mul(randn(p.shape, { generator: g }), 0.2).data);
 }
 
 function exactEqual(a: Tensor, b: Tensor, what: string): void {
@@ -37,12 +38,15 @@ describe("applyLora: names and counts", () => {
   test("targets by suffix; names stay HF/PEFT-like", () => {
     const m = new TinyClassifier();
     const lora = applyLora(m, { targets: ["q_proj", "v_proj"], rank: 4, alpha: 8 });
-    assert.deepEqual([...lora.layers.keys()], [
-      "model.layers.0.self_attn.q_proj",
-      "model.layers.0.self_attn.v_proj",
-      "model.layers.1.self_attn.q_proj",
-      "model.layers.1.self_attn.v_proj",
-    ]);
+    assert.deepEqual(
+      [...lora.layers.keys()],
+      [
+        "model.layers.0.self_attn.q_proj",
+        "model.layers.0.self_attn.v_proj",
+        "model.layers.1.self_attn.q_proj",
+        "model.layers.1.self_attn.v_proj",
+      ],
+    );
     const names = m.namedParameters().map(([n]) => n);
     for (const n of [
       "model.layers.0.self_attn.q_proj.weight",
@@ -50,7 +54,8 @@ describe("applyLora: names and counts", () => {
       "model.layers.0.self_attn.q_proj.lora_A.weight",
       "model.layers.0.self_attn.q_proj.lora_B.weight",
       "model.layers.1.self_attn.v_proj.lora_B.weight",
-    ]) assert.ok(names.includes(n), n);
+    ])
+      assert.ok(names.includes(n), n);
     const q = m.model.layers[0].self_attn.q_proj as unknown as LoRALinear;
     assert.ok(q instanceof LoRALinear);
     assert.deepEqual([...q.lora_A.weight.shape], [4, D]);
@@ -69,8 +74,14 @@ describe("applyLora: names and counts", () => {
     const all = baseCount() + loraParams + head;
     assert.deepEqual(lora.trainableParameters(), { trainable: loraParams + head, all });
     const pct = ((100 * (loraParams + head)) / all).toFixed(4);
-    assert.equal(lora.printTrainableParameters(false), `trainable params: ${loraParams + head} || all params: ${all.toLocaleString("en-US")} || trainable%: ${pct}`);
-    assert.match(lora.printTrainableParameters(false), /^trainable params: \d+ \|\| all params: \d{1,3}(,\d{3})* \|\| trainable%: \d+\.\d{4}$/);
+    assert.equal(
+      lora.printTrainableParameters(false),
+      `trainable params: ${loraParams + head} || all params: ${all.toLocaleString("en-US")} || trainable%: ${pct}`,
+    );
+    assert.match(
+      lora.printTrainableParameters(false),
+      /^trainable params: \d+ \|\| all params: \d{1,3}(,\d{3})* \|\| trainable%: \d+\.\d{4}$/,
+    );
   });
 
   test("rank_pattern / alpha_pattern (PEFT regex-suffix keys) and rsLoRA scaling", () => {
@@ -111,29 +122,64 @@ describe("applyLora: names and counts", () => {
       lm_head = new Linear(4, 10);
     }
     const lm = new Lm();
-    assert.deepEqual(findTargets(lm, { targetModules: "ALL-LINEAR" }).map(([p]) => p), ["body"]);
+    assert.deepEqual(
+      findTargets(lm, { targetModules: "ALL-LINEAR" }).map(([p]) => p),
+      ["body"],
+    );
   });
 
   test("globs, a regex string, exclude_modules, layers_to_transform, modules_to_save never wrapped", () => {
     const paths = (spec: Parameters<typeof findTargets>[1]) => findTargets(new TinyClassifier(), spec).map(([p]) => p);
     assert.deepEqual(paths({ targetModules: ["layers.*.self_attn.o_proj"] }), []);
-    assert.deepEqual(paths({ targetModules: ["model.layers.*.self_attn.o_proj"] }), ["model.layers.0.self_attn.o_proj", "model.layers.1.self_attn.o_proj"]);
+    assert.deepEqual(paths({ targetModules: ["model.layers.*.self_attn.o_proj"] }), [
+      "model.layers.0.self_attn.o_proj",
+      "model.layers.1.self_attn.o_proj",
+    ]);
     assert.deepEqual(paths({ targetModules: ["**.mlp.0"] }), ["model.layers.0.mlp.0", "model.layers.1.mlp.0"]);
-    assert.deepEqual(paths({ targetModules: ".*layers\\.1\\.self_attn\\.(q|k)_proj" }), ["model.layers.1.self_attn.q_proj", "model.layers.1.self_attn.k_proj"]);
-    assert.deepEqual(paths({ targetModules: ["q_proj"], excludeModules: ["model.layers.0.self_attn.q_proj"] }), ["model.layers.1.self_attn.q_proj"]);
-    assert.deepEqual(paths({ targetModules: ["q_proj"], layersToTransform: [1], layersPattern: "layers" }), ["model.layers.1.self_attn.q_proj"]);
-    assert.deepEqual(paths({ targetModules: ["classifier", "q_proj"], modulesToSave: ["classifier"] }), ["model.layers.0.self_attn.q_proj", "model.layers.1.self_attn.q_proj"]);
+    assert.deepEqual(paths({ targetModules: ".*layers\\.1\\.self_attn\\.(q|k)_proj" }), [
+      "model.layers.1.self_attn.q_proj",
+      "model.layers.1.self_attn.k_proj",
+    ]);
+    assert.deepEqual(paths({ targetModules: ["q_proj"], excludeModules: ["model.layers.0.self_attn.q_proj"] }), [
+      "model.layers.1.self_attn.q_proj",
+    ]);
+    assert.deepEqual(paths({ targetModules: ["q_proj"], layersToTransform: [1], layersPattern: "layers" }), [
+      "model.layers.1.self_attn.q_proj",
+    ]);
+    assert.deepEqual(paths({ targetModules: ["classifier", "q_proj"], modulesToSave: ["classifier"] }), [
+      "model.layers.0.self_attn.q_proj",
+      "model.layers.1.self_attn.q_proj",
+    ]);
     assert.throws(() => applyLora(new TinyClassifier(), { targets: ["nope"] }), /target modules \["nope"\] not found/);
-    assert.throws(() => applyLora(new TinyClassifier(), { targets: ["self_attn"] }), /'model\.layers\.0\.self_attn' \(SelfAttention\).*not linear/);
+    assert.throws(
+      () => applyLora(new TinyClassifier(), { targets: ["self_attn"] }),
+      /'model\.layers\.0\.self_attn' \(SelfAttention\).*not linear/,
+    );
     const twice = new TinyClassifier();
     applyLora(twice, { targets: ["q_proj"] });
     assert.throws(() => applyLora(twice, { targets: ["v_proj"] }), /already has a LoRA adapter/);
   });
 
-  test("minimal target_modules names fall back to full paths when a suffix would overreach", () => {
+  test("minimal target_modules names: the shortest suffix that selects no other module", () => {
     const all = new TinyClassifier().namedModules().map(([p]) => p);
-    assert.deepEqual(minimalTargetNames(["model.layers.0.self_attn.q_proj", "model.layers.1.self_attn.q_proj"], all), ["q_proj"]);
-    assert.deepEqual(minimalTargetNames(["model.layers.0.self_attn.q_proj"], all), ["model.layers.0.self_attn.q_proj"]);
+    assert.deepEqual(minimalTargetNames(["model.layers.0.self_attn.q_proj", "model.layers.1.self_attn.q_proj"], all), [
+      "q_proj",
+    ]);
+    assert.deepEqual(minimalTargetNames(["model.layers.0.self_attn.q_proj"], all), ["0.self_attn.q_proj"]);
+    assert.deepEqual(minimalTargetNames(["model.layers.0.mlp.0", "model.layers.1.mlp.0"], all), ["mlp.0"]);
+    for (const targets of [
+      ["model.layers.0.self_attn.q_proj"],
+      ["model.layers.1.mlp.2", "model.layers.0.self_attn.v_proj"],
+    ]) {
+      const names = minimalTargetNames(targets, all);
+      assert.deepEqual(
+        findTargets(new TinyClassifier(), { targetModules: names })
+          .map(([p]) => p)
+          .sort(),
+        [...targets].sort(),
+        names.join(),
+      );
+    }
   });
 });
 
@@ -149,12 +195,25 @@ describe("LoRA training semantics", () => {
 
   test("only LoRA factors and modules_to_save get gradients; the base stays bitwise unchanged after AdamW steps", () => {
     const m = new TinyClassifier(2);
-    applyLora(m, { targets: ["q_proj", "k_proj", "v_proj", "o_proj"], rank: 4, alpha: 8, dropout: 0.1, modulesToSave: ["classifier"], generator: new Generator(5) });
+    applyLora(m, {
+      targets: ["q_proj", "k_proj", "v_proj", "o_proj"],
+      rank: 4,
+      alpha: 8,
+      dropout: 0.1,
+      modulesToSave: ["classifier"],
+      generator: new Generator(5),
+    });
     randomizeLora(m);
     const frozen = m.namedParameters().filter(([, p]) => !p.requiresGrad);
     const before = new Map(frozen.map(([n, p]) => [n, Buffer.from(bytes(p))]));
-    const trainable = m.namedParameters().filter(([, p]) => p.requiresGrad).map(([n]) => n);
-    assert.ok(trainable.every((n) => /\.lora_[AB]\.weight$/.test(n) || n.startsWith("classifier.")), trainable.join(", "));
+    const trainable = m
+      .namedParameters()
+      .filter(([, p]) => p.requiresGrad)
+      .map(([n]) => n);
+    assert.ok(
+      trainable.every((n) => /\.lora_[AB]\.weight$/.test(n) || n.startsWith("classifier.")),
+      trainable.join(", "),
+    );
     const state = new Map<Parameter, { m: Float64Array; v: Float64Array }>();
     for (let step = 1; step <= 3; step++) {
       m.zeroGrad();
@@ -184,12 +243,23 @@ describe("LoRA training semantics", () => {
     const unmerged = m.forward(x);
     const merged = lora.merge();
     assert.equal(lora.state, "merged");
-    assert.ok(merged.model.layers[0].self_attn.q_proj instanceof Linear && !(merged.model.layers[0].self_attn.q_proj instanceof LoRALinear));
-    assert.ok(!merged.namedParameters().some(([n]) => n.includes("lora_")), "no LoRA parameters after merge-and-unload");
-    assert.deepEqual(merged.namedParameters().map(([n]) => n), [...weightsBefore.keys()], "same names as the base model");
+    assert.ok(
+      merged.model.layers[0].self_attn.q_proj instanceof Linear &&
+        !(merged.model.layers[0].self_attn.q_proj instanceof LoRALinear),
+    );
+    assert.ok(
+      !merged.namedParameters().some(([n]) => n.includes("lora_")),
+      "no LoRA parameters after merge-and-unload",
+    );
+    assert.deepEqual(
+      merged.namedParameters().map(([n]) => n),
+      [...weightsBefore.keys()],
+      "same names as the base model",
+    );
     assertClose(merged.forward(x), unmerged, 1e-5, "merged logits");
     let changed = false;
-    for (const [n, p] of merged.namedParameters()) if (p.toFloat64Array().some((v, i) => v !== weightsBefore.get(n)?.[i])) changed = true;
+    for (const [n, p] of merged.namedParameters())
+      if (p.toFloat64Array().some((v, i) => v !== weightsBefore.get(n)?.[i])) changed = true;
     assert.ok(changed, "merging changed the weights");
     lora.unmerge();
     assert.ok(m.model.layers[0].self_attn.q_proj instanceof LoRALinear);
@@ -199,7 +269,9 @@ describe("LoRA training semantics", () => {
     }
     assertClose(m.forward(x), unmerged, 1e-6, "logits after unmerge");
     const plain = lora.unload();
-    assert.ok(plain.model.layers[1].mlp.at(2) instanceof Linear && !(plain.model.layers[1].mlp.at(2) instanceof LoRALinear));
+    assert.ok(
+      plain.model.layers[1].mlp.at(2) instanceof Linear && !(plain.model.layers[1].mlp.at(2) instanceof LoRALinear),
+    );
     assert.equal(plain.numParameters(), baseCount());
   });
 
@@ -212,7 +284,9 @@ describe("LoRA training semantics", () => {
     l.lora_B.weight.data.set(randn([3, 2], { generator: g }).data);
     const x = randn([4, 5], { generator: g });
     const y = l.forward(x).toFloat64Array();
-    const [X, W, b, A, B] = [x, base.weight, base.bias as Tensor, l.lora_A.weight, l.lora_B.weight].map((t) => t.toFloat64Array());
+    const [X, W, b, A, B] = [x, base.weight, base.bias as Tensor, l.lora_A.weight, l.lora_B.weight].map((t) =>
+      t.toFloat64Array(),
+    );
     const want = new Float64Array(12);
     for (let n = 0; n < 4; n++) {
       for (let o = 0; o < 3; o++) {
@@ -281,12 +355,11 @@ describe("LoRA training semantics", () => {
   });
 });
 
-
 /** A plain AdamW update (lr 1e-2, wd 0.01) on one parameter. */
 function adamw(p: Parameter, state: Map<Parameter, { m: Float64Array; v: Float64Array }>, step: number): void {
   const g = (p.grad as Tensor).toFloat64Array();
-  let s = state.get(p);
-  if (!s) state.set(p, (s = { m: new Float64Array(g.length), v: new Float64Array(g.length) }));
+  const s = state.get(p) ?? { m: new Float64Array(g.length), v: new Float64Array(g.length) };
+  state.set(p, s);
   const [lr, b1, b2, eps, wd] = [1e-2, 0.9, 0.999, 1e-8, 0.01];
   for (let i = 0; i < g.length; i++) {
     s.m[i] = b1 * s.m[i] + (1 - b1) * g[i];

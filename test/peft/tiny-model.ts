@@ -3,7 +3,7 @@
 import { GELU, Linear, Module, Sequential } from "../../src/nn/index.ts";
 import * as F from "../../src/ops/index.ts";
 import { Generator } from "../../src/tensor/rng.ts";
-import { type Tensor, randn } from "../../src/tensor/tensor.ts";
+import { randn, type Tensor } from "../../src/tensor/tensor.ts";
 
 export const D = 8;
 export const CLASSES = 3;
@@ -35,7 +35,11 @@ class Block extends Module {
   constructor(g: Generator) {
     super();
     this.self_attn = new SelfAttention(g);
-    this.mlp = new Sequential(new Linear(D, 2 * D, { generator: g }), new GELU(), new Linear(2 * D, D, { generator: g }));
+    this.mlp = new Sequential(
+      new Linear(D, 2 * D, { generator: g }),
+      new GELU(),
+      new Linear(2 * D, D, { generator: g }),
+    );
   }
   forward(x: Tensor): Tensor {
     const h = F.add(x, this.self_attn.forward(x));
