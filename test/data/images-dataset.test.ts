@@ -3,7 +3,13 @@ import assert from "node:assert/strict";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { ImageDataError, formatClassCounts, indexImageFolder, indexImageList, stratifiedSplit } from "../../src/data/images/index.ts";
+import {
+  formatClassCounts,
+  type ImageDataError,
+  indexImageFolder,
+  indexImageList,
+  stratifiedSplit,
+} from "../../src/data/images/index.ts";
 import { tempDir } from "../fixtures/data/images/make.ts";
 
 // Indexing reads no image, so empty files stand in for images here.
@@ -52,7 +58,10 @@ describe("indexImageFolder", () => {
   test("a folder without class sub-folders is refused, naming it", async () => {
     const bare = join(tmp.dir, "bare");
     touch(join(bare, "x.png"));
-    await assert.rejects(indexImageFolder(bare), (e: ImageDataError) => e.code === "no_classes" && e.message.includes(bare));
+    await assert.rejects(
+      indexImageFolder(bare),
+      (e: ImageDataError) => e.code === "no_classes" && e.message.includes(bare),
+    );
     await assert.rejects(indexImageFolder(join(tmp.dir, "missing")), (e: ImageDataError) => e.code === "io");
   });
 
@@ -124,7 +133,9 @@ describe("indexImageList", () => {
 
 describe("stratifiedSplit", () => {
   const mk = (counts: number[]) => {
-    const items = counts.flatMap((n, c) => Array.from({ length: n }, (_, i) => ({ path: `/d/${c}/${i}.png`, label: c })));
+    const items = counts.flatMap((n, c) =>
+      Array.from({ length: n }, (_, i) => ({ path: `/d/${c}/${i}.png`, label: c })),
+    );
     return { root: "/d", classes: counts.map((_, i) => `c${i}`), items, classCounts: counts, warnings: [] };
   };
 
@@ -142,7 +153,10 @@ describe("stratifiedSplit", () => {
     assert.deepEqual(a.train.classCounts, [40, 16, 2, 1]);
     const all = [...a.train.items, ...a.validation.items].map((i) => i.path).sort();
     assert.deepEqual(all, ds.items.map((i) => i.path).sort());
-    assert.throws(() => stratifiedSplit(ds, { validationFraction: 1 }), (e: ImageDataError) => e.code === "bad_config");
+    assert.throws(
+      () => stratifiedSplit(ds, { validationFraction: 1 }),
+      (e: ImageDataError) => e.code === "bad_config",
+    );
   });
 });
 

@@ -4,7 +4,14 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import sharp from "sharp";
-import { ImageDataError, ImageLoader, decodeImage, probeImage, torchvisionDefaults, validateImages } from "../../src/data/images/index.ts";
+import {
+  decodeImage,
+  ImageDataError,
+  ImageLoader,
+  probeImage,
+  torchvisionDefaults,
+  validateImages,
+} from "../../src/data/images/index.ts";
 import { encode, pattern, pngClaiming, tempDir, writePattern, writeSolid } from "../fixtures/data/images/make.ts";
 
 const tmp = tempDir();
@@ -27,7 +34,10 @@ describe("formats", () => {
   });
 
   test("GIF: the first frame of an animation", async () => {
-    const frame = (r: number, b: number) => sharp({ create: { width: 8, height: 6, channels: 3, background: { r, g: 0, b } } }).png().toBuffer();
+    const frame = (r: number, b: number) =>
+      sharp({ create: { width: 8, height: 6, channels: 3, background: { r, g: 0, b } } })
+        .png()
+        .toBuffer();
     const gif = await sharp([await frame(255, 0), await frame(0, 255)], { join: { animated: true } })
       .gif()
       .toBuffer();
@@ -41,7 +51,10 @@ describe("formats", () => {
     const g = new Uint8Array([0, 50, 100, 150, 200, 250]);
     writeFileSync(p("grey.png"), await encode(g, 3, 2, 1, "png"));
     const img = await decodeImage(p("grey.png"));
-    assert.deepEqual([...img.data], [...g].flatMap((v) => [v, v, v]));
+    assert.deepEqual(
+      [...img.data],
+      [...g].flatMap((v) => [v, v, v]),
+    );
   });
 
   test("alpha is flattened onto white (default) or black", async () => {
@@ -52,8 +65,14 @@ describe("formats", () => {
     const black = await decodeImage(p("alpha.png"), { alphaBackground: "black" });
     assert.deepEqual([...white.data.subarray(0, 6)], [255, 0, 0, 255, 255, 255]);
     assert.deepEqual([...black.data.subarray(0, 6)], [255, 0, 0, 0, 0, 0]);
-    assert.ok(Math.abs(white.data[6] - 127) <= 2 && Math.abs(white.data[8] - 255) <= 1, `half blue on white: ${white.data.subarray(6)}`);
-    assert.ok(Math.abs(black.data[8] - 128) <= 2 && black.data[6] === 0, `half blue on black: ${black.data.subarray(6)}`);
+    assert.ok(
+      Math.abs(white.data[6] - 127) <= 2 && Math.abs(white.data[8] - 255) <= 1,
+      `half blue on white: ${white.data.subarray(6)}`,
+    );
+    assert.ok(
+      Math.abs(black.data[8] - 128) <= 2 && black.data[6] === 0,
+      `half blue on black: ${black.data.subarray(6)}`,
+    );
     // grey + alpha
     writeFileSync(p("ga.png"), await encode(new Uint8Array([100, 0, 100, 255]), 2, 1, 2, "png"));
     assert.deepEqual([...(await decodeImage(p("ga.png"))).data], [255, 255, 255, 100, 100, 100]);
@@ -64,7 +83,8 @@ describe("formats", () => {
     const W = 32;
     const H = 16;
     const raw = new Uint8Array(W * H * 3);
-    const col = (x: number, y: number) => (y < 8 ? (x < 16 ? [255, 0, 0] : [0, 255, 0]) : x < 16 ? [0, 0, 255] : [255, 255, 255]);
+    const col = (x: number, y: number) =>
+      y < 8 ? (x < 16 ? [255, 0, 0] : [0, 255, 0]) : x < 16 ? [0, 0, 255] : [255, 255, 255];
     for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) raw.set(col(x, y), (y * W + x) * 3);
     const jpg = await sharp(Buffer.from(raw), { raw: { width: W, height: H, channels: 3 } })
       .jpeg({ quality: 100, chromaSubsampling: "4:4:4" })
@@ -73,7 +93,8 @@ describe("formats", () => {
     writeFileSync(p("exif6.jpg"), jpg);
     const img = await decodeImage(p("exif6.jpg"));
     assert.deepEqual([img.width, img.height], [16, 32]);
-    const at = (x: number, y: number) => [...img.data.subarray((y * 16 + x) * 3, (y * 16 + x) * 3 + 3)].map((v) => Math.round(v / 255));
+    const at = (x: number, y: number) =>
+      [...img.data.subarray((y * 16 + x) * 3, (y * 16 + x) * 3 + 3)].map((v) => Math.round(v / 255));
     // Displayed (16 wide, 32 tall): TL = stored BL (blue), TR = stored TL (red), BL = stored BR (white), BR = stored TR (green).
     assert.deepEqual(at(4, 8), [0, 0, 1]);
     assert.deepEqual(at(12, 8), [1, 0, 0]);
@@ -113,7 +134,7 @@ describe("bad images", () => {
   };
 
   test("each is refused with its code and the file's name, before decoding pixels", async () => {
-    for (const [name, c] of Object.entries(bad)) await c.make();
+    for (const c of Object.values(bad)) await c.make();
     const rss0 = process.memoryUsage().rss;
     for (const [name, c] of Object.entries(bad)) {
       for (const fn of [probeImage, decodeImage]) {
@@ -139,9 +160,15 @@ describe("bad images", () => {
   });
 
   test("skipInvalid: validateImages skips and reports which files", async () => {
-    const good = [await writeSolid(p("ok1.png"), 4, 4, [9, 9, 9]), await writeSolid(p("ok2.webp"), 4, 4, [9, 9, 9], "webp")];
+    const good = [
+      await writeSolid(p("ok1.png"), 4, 4, [9, 9, 9]),
+      await writeSolid(p("ok2.webp"), 4, 4, [9, 9, 9], "webp"),
+    ];
     const files = [good[0], p("zero.png"), p("huge.png"), good[1], p("trunc.jpg"), p("text.jpg")];
-    await assert.rejects(validateImages(files), (e: ImageDataError) => e.file === p("zero.png") || e instanceof ImageDataError);
+    await assert.rejects(
+      validateImages(files),
+      (e: ImageDataError) => e.file === p("zero.png") || e instanceof ImageDataError,
+    );
     const { valid, skipped } = await validateImages(files, { skipInvalid: true });
     assert.deepEqual(valid, [0, 3]);
     assert.deepEqual(
@@ -164,7 +191,9 @@ describe("bad images", () => {
     await writeSolid(join(dir, "a", "4.png"), 8, 8, [10, 20, 30]);
     const items = [1, 2, 3, 4].map((i) => ({ path: join(dir, "a", `${i}.png`), label: 0 }));
     const ds = { root: dir, classes: ["a"], items, classCounts: [4], warnings: [] };
-    const transform = { preprocessor: { ...torchvisionDefaults(), resize: { shortestEdge: 8 }, centerCrop: { height: 8, width: 8 } } };
+    const transform = {
+      preprocessor: { ...torchvisionDefaults(), resize: { shortestEdge: 8 }, centerCrop: { height: 8, width: 8 } },
+    };
     const strict = new ImageLoader(ds, { transform, batchSize: 4, workers: 0, shuffle: false });
     await assert.rejects(
       (async () => {

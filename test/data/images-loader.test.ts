@@ -1,19 +1,19 @@
 /** The worker-thread loader (same batches as one thread, resumable, never keeps the process alive) and the feature cache. */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { copyFileSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { createHash } from "node:crypto";
+import { copyFileSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
 import {
   FeatureCache,
+  hashImageFile,
   type ImageBatch,
   type ImageDataError,
   type ImageDataset,
   ImageLoader,
   type ImageLoaderOptions,
-  hashImageFile,
   indexImageFolder,
   preprocessorFromConfig,
 } from "../../src/data/images/index.ts";
@@ -25,7 +25,9 @@ let ds: ImageDataset;
 
 before(async () => {
   const jobs = [];
-  for (let c = 0; c < 3; c++) for (let i = 0; i < 5; i++) jobs.push(writePattern(join(tmp.dir, "ds", `c${c}`, `${i}.png`), 40 + 3 * i + c, 36 + 2 * c));
+  for (let c = 0; c < 3; c++)
+    for (let i = 0; i < 5; i++)
+      jobs.push(writePattern(join(tmp.dir, "ds", `c${c}`, `${i}.png`), 40 + 3 * i + c, 36 + 2 * c));
   await Promise.all(jobs);
   ds = await indexImageFolder(join(tmp.dir, "ds"));
 });
@@ -46,7 +48,12 @@ async function take(l: ImageLoader, epochs: number, limit = Number.POSITIVE_INFI
   const out: { px: number[]; labels: number[]; labelShape: number[]; indices: number[] }[] = [];
   for (let e = 0; e < epochs; e++) {
     for await (const b of l as AsyncIterable<ImageBatch>) {
-      out.push({ px: [...b.pixelValues.toFloat32Array()], labels: b.labels.toList(), labelShape: [...b.labels.shape], indices: b.indices });
+      out.push({
+        px: [...b.pixelValues.toFloat32Array()],
+        labels: b.labels.toList(),
+        labelShape: [...b.labels.shape],
+        indices: b.indices,
+      });
       if (out.length >= limit) return out;
     }
   }
@@ -75,10 +82,19 @@ describe("ImageLoader", () => {
     const got = await take(l, 2);
     const e0 = got.slice(0, 4).flatMap((b) => b.indices);
     const e1 = got.slice(4).flatMap((b) => b.indices);
-    assert.deepEqual([...e0].sort((a, b) => a - b), [...Array(15).keys()]);
-    assert.deepEqual([...e1].sort((a, b) => a - b), [...Array(15).keys()]);
+    assert.deepEqual(
+      [...e0].sort((a, b) => a - b),
+      [...Array(15).keys()],
+    );
+    assert.deepEqual(
+      [...e1].sort((a, b) => a - b),
+      [...Array(15).keys()],
+    );
     assert.notDeepEqual(e0, e1);
-    assert.deepEqual(got[0].labels, got[0].indices.map((i) => ds.items[i].label));
+    assert.deepEqual(
+      got[0].labels,
+      got[0].indices.map((i) => ds.items[i].label),
+    );
     const b = (await new ImageLoader(ds, opts({ shuffle: false }))[Symbol.asyncIterator]().next()).value as ImageBatch;
     assert.equal(b.labels.dtype, "int32");
     assert.deepEqual(b.pixelValues.shape, [4, 3, 24, 24]);
@@ -98,8 +114,14 @@ describe("ImageLoader", () => {
     } finally {
       await resumed.close();
     }
-    assert.throws(() => ImageLoader.fromState(ds, opts({ batchSize: 5 }), st), (e: ImageDataError) => e.code === "bad_state");
-    assert.throws(() => ImageLoader.fromState(ds, opts(), { ...st, batch: 99 }), (e: ImageDataError) => e.code === "bad_state");
+    assert.throws(
+      () => ImageLoader.fromState(ds, opts({ batchSize: 5 }), st),
+      (e: ImageDataError) => e.code === "bad_state",
+    );
+    assert.throws(
+      () => ImageLoader.fromState(ds, opts(), { ...st, batch: 99 }),
+      (e: ImageDataError) => e.code === "bad_state",
+    );
   });
 
   test("an error in a worker arrives as an ImageDataError naming the file", async () => {
@@ -108,7 +130,10 @@ describe("ImageLoader", () => {
     writeFileSync(bad, "");
     const l = new ImageLoader(await indexImageFolder(join(tmp.dir, "bad")), opts({ workers: 1 }));
     try {
-      await assert.rejects(take(l, 1), (e: ImageDataError) => e.name === "ImageDataError" && e.code === "empty" && e.file === bad);
+      await assert.rejects(
+        take(l, 1),
+        (e: ImageDataError) => e.name === "ImageDataError" && e.code === "empty" && e.file === bad,
+      );
     } finally {
       await l.close();
     }
@@ -149,8 +174,14 @@ describe("FeatureCache", () => {
     await c.flush();
     c.put(other, Float32Array.from([5, 6, 7, 8]));
     await c.flush();
-    assert.throws(() => c.put(other, new Float32Array(3)), (e: ImageDataError) => e.code === "bad_config");
-    assert.throws(() => c.put("not-a-hash", new Float32Array(4)), (e: ImageDataError) => e.code === "bad_config");
+    assert.throws(
+      () => c.put(other, new Float32Array(3)),
+      (e: ImageDataError) => e.code === "bad_config",
+    );
+    assert.throws(
+      () => c.put("not-a-hash", new Float32Array(4)),
+      (e: ImageDataError) => e.code === "bad_config",
+    );
 
     const again = await FeatureCache.open(dir, "resnet18:abc:eval24");
     assert.equal(again.invalidated, false);
@@ -158,7 +189,11 @@ describe("FeatureCache", () => {
     assert.deepEqual([...((await again.get(key)) as Float32Array)], [1, 2, 3, 4]);
     assert.deepEqual([...((await again.get(other)) as Float32Array)], [5, 6, 7, 8]);
     assert.equal(await again.get("0".repeat(64)), undefined);
-    assert.deepEqual(readdirSync(dir).sort(), ["features-00001.safetensors", "features-00002.safetensors", "index.json"]);
+    assert.deepEqual(readdirSync(dir).sort(), [
+      "features-00001.safetensors",
+      "features-00002.safetensors",
+      "index.json",
+    ]);
   });
 
   test("another model key invalidates; a broken index starts over", async () => {

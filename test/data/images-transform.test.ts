@@ -4,12 +4,12 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import {
-  type ImageDataError,
-  type ImageTransform,
-  IMAGENET_MEAN,
-  IMAGENET_STD,
   colorJitter,
   evalGeometry,
+  IMAGENET_MEAN,
+  IMAGENET_STD,
+  type ImageDataError,
+  type ImageTransform,
   mixBatch,
   preprocessorFromConfig,
   randomErasing,
@@ -36,7 +36,8 @@ describe("preprocessing", () => {
     assert.equal(out.length, 3 * 224 * 224);
     for (let c = 0; c < 3; c++) {
       const want = (rgb[c] / 255 - IMAGENET_MEAN[c]) / IMAGENET_STD[c];
-      for (let i = 0; i < 224 * 224; i++) assert.ok(Math.abs(out[c * 224 * 224 + i] - want) < 1e-5, `channel ${c}: ${out[c * 224 * 224 + i]} vs ${want}`);
+      for (let i = 0; i < 224 * 224; i++)
+        assert.ok(Math.abs(out[c * 224 * 224 + i] - want) < 1e-5, `channel ${c}: ${out[c * 224 * 224 + i]} vs ${want}`);
     }
   });
 
@@ -44,13 +45,31 @@ describe("preprocessing", () => {
     // 4 -> 2 pixels: support widens to 2 source pixels; output 0 weights 3/7, 3/7, 1/7 on x = 0, 1, 2.
     const row = [0, 100, 200, 40];
     const img = { data: new Uint8Array(row.flatMap((v) => [v, v, v])), width: 4, height: 1 };
-    const out = resampleToChw(img, { x: 0, y: 0, width: 4, height: 1 }, { height: 1, width: 2 }, { top: 0, left: 0, height: 1, width: 2 }, "bilinear");
+    const out = resampleToChw(
+      img,
+      { x: 0, y: 0, width: 4, height: 1 },
+      { height: 1, width: 2 },
+      { top: 0, left: 0, height: 1, width: 2 },
+      "bilinear",
+    );
     assert.ok(Math.abs(out[0] - 500 / 7) < 1e-4 && Math.abs(out[1] - 820 / 7) < 1e-4, `${out.subarray(0, 2)}`);
     // Same size: the identity.
-    const same = resampleToChw(img, { x: 0, y: 0, width: 4, height: 1 }, { height: 1, width: 4 }, { top: 0, left: 0, height: 1, width: 4 }, "bicubic");
+    const same = resampleToChw(
+      img,
+      { x: 0, y: 0, width: 4, height: 1 },
+      { height: 1, width: 4 },
+      { top: 0, left: 0, height: 1, width: 4 },
+      "bicubic",
+    );
     assert.deepEqual([...same.subarray(0, 4)], row);
     // A crop box: the filter reads only inside it (torchvision crops, then resizes).
-    const crop = resampleToChw(img, { x: 1, y: 0, width: 2, height: 1 }, { height: 1, width: 1 }, { top: 0, left: 0, height: 1, width: 1 }, "bilinear");
+    const crop = resampleToChw(
+      img,
+      { x: 1, y: 0, width: 2, height: 1 },
+      { height: 1, width: 1 },
+      { top: 0, left: 0, height: 1, width: 1 },
+      "bilinear",
+    );
     assert.ok(Math.abs(crop[0] - 150) < 1e-4, `${crop[0]}`);
   });
 
@@ -84,7 +103,16 @@ describe("preprocessing", () => {
     mkdirSync(dir, { recursive: true });
     writeFileSync(
       join(dir, "preprocessor_config.json"),
-      JSON.stringify({ crop_size: { height: 224, width: 224 }, do_center_crop: true, do_normalize: true, do_resize: true, image_mean: [0.481, 0.458, 0.408], image_std: [0.269, 0.261, 0.276], resample: 3, size: { shortest_edge: 224 } }),
+      JSON.stringify({
+        crop_size: { height: 224, width: 224 },
+        do_center_crop: true,
+        do_normalize: true,
+        do_resize: true,
+        image_mean: [0.481, 0.458, 0.408],
+        image_std: [0.269, 0.261, 0.276],
+        resample: 3,
+        size: { shortest_edge: 224 },
+      }),
     );
     const clip = preprocessorFromConfig(dir);
     assert.deepEqual(clip.resize, { shortestEdge: 224 });
@@ -111,7 +139,10 @@ describe("preprocessing", () => {
         (e: ImageDataError) => e.code === "bad_config" && e.message.includes(key),
       );
     }
-    assert.throws(() => preprocessorFromConfig(join(tmp.dir, "nope")), (e: ImageDataError) => e.code === "io");
+    assert.throws(
+      () => preprocessorFromConfig(join(tmp.dir, "nope")),
+      (e: ImageDataError) => e.code === "io",
+    );
   });
 });
 
@@ -122,7 +153,14 @@ describe("augmentation", () => {
 
   test("deterministic given the seed; different seeds differ", async () => {
     img = await writePattern(join(tmp.dir, "pat.png"), 64, 48);
-    const t: ImageTransform = { preprocessor: pre, augment: { rotation: 15, colorJitter: { brightness: 0.4, contrast: 0.4, saturation: 0.4, hue: 0.1 }, randomErasing: { p: 0.5 } } };
+    const t: ImageTransform = {
+      preprocessor: pre,
+      augment: {
+        rotation: 15,
+        colorJitter: { brightness: 0.4, contrast: 0.4, saturation: 0.4, hue: 0.1 },
+        randomErasing: { p: 0.5 },
+      },
+    };
     const s = sampleSeed(3, 1, 17);
     assert.deepEqual(await run(t, s), await run(t, s));
     assert.notDeepEqual(await run(t, s), await run(t, sampleSeed(3, 2, 17)));
@@ -132,7 +170,9 @@ describe("augmentation", () => {
   test("horizontal flip equals the eval image with reversed columns", async () => {
     const ev = await transformImage(img, { preprocessor: pre });
     const fl = await run({ preprocessor: pre, augment: { randomResizedCrop: false, horizontalFlip: 1 } }, 0);
-    for (let c = 0; c < 3; c++) for (let y = 0; y < 32; y++) for (let x = 0; x < 32; x++) assert.equal(fl[c * 1024 + y * 32 + x], ev[c * 1024 + y * 32 + 31 - x]);
+    for (let c = 0; c < 3; c++)
+      for (let y = 0; y < 32; y++)
+        for (let x = 0; x < 32; x++) assert.equal(fl[c * 1024 + y * 32 + x], ev[c * 1024 + y * 32 + 31 - x]);
   });
 
   test("random resized crop: output size, box inside the image, area and ratio in range (or the fallback)", async () => {
@@ -154,7 +194,9 @@ describe("augmentation", () => {
     const src = Float32Array.from({ length: 3 * W * W }, (_, i) => i);
     const r = src.slice();
     rotate(r, W, W, 90);
-    for (let c = 0; c < 3; c++) for (let y = 0; y < W; y++) for (let x = 0; x < W; x++) assert.equal(r[c * 25 + y * W + x], src[c * 25 + x * W + (W - 1 - y)]);
+    for (let c = 0; c < 3; c++)
+      for (let y = 0; y < W; y++)
+        for (let x = 0; x < W; x++) assert.equal(r[c * 25 + y * W + x], src[c * 25 + x * W + (W - 1 - y)]);
   });
 
   test("colour jitter stays in range; hue and saturation leave grey alone", () => {

@@ -43,7 +43,13 @@ const uniform = (g: Generator, a: number, b: number) => a + (b - a) * g.random()
  * torchvision `RandomResizedCrop.get_params`: up to 10 tries at an area fraction in `scale` and a
  * log-uniform aspect ratio in `ratio`, else a centre crop clamped to the ratio range.
  */
-export function randomResizedCropBox(g: Generator, width: number, height: number, scale: [number, number] = [0.08, 1], ratio: [number, number] = [3 / 4, 4 / 3]): Box {
+export function randomResizedCropBox(
+  g: Generator,
+  width: number,
+  height: number,
+  scale: [number, number] = [0.08, 1],
+  ratio: [number, number] = [3 / 4, 4 / 3],
+): Box {
   const area = width * height;
   const lr0 = Math.log(ratio[0]);
   const lr1 = Math.log(ratio[1]);
@@ -105,7 +111,15 @@ const gray = (r: number, g: number, b: number) => 0.2989 * r + 0.587 * g + 0.114
  * torchvision `ColorJitter` on a (3, H, W) image with values in [0, bound]: the four adjustments in
  * a random order, each factor drawn only for the enabled ones (the same draws as torchvision).
  */
-export function colorJitter(g: Generator, chw: Float32Array, H: number, W: number, o: NonNullable<AugmentOptions["colorJitter"]>, bound: number, offset = 0): void {
+export function colorJitter(
+  g: Generator,
+  chw: Float32Array,
+  H: number,
+  W: number,
+  o: NonNullable<AugmentOptions["colorJitter"]>,
+  bound: number,
+  offset = 0,
+): void {
   const order = g.shuffle([0, 1, 2, 3]);
   const range = (v: number | undefined) => (v ? [Math.max(0, 1 - v), 1 + v] : null);
   const rb = range(o.brightness);
@@ -180,7 +194,14 @@ function shiftHue(a: Float32Array, ir: number, ig: number, ib: number, shift: nu
 }
 
 /** torchvision `RandomErasing` on a normalised (3, H, W) image, in place. Returns whether it erased. */
-export function randomErasing(g: Generator, chw: Float32Array, H: number, W: number, o: NonNullable<AugmentOptions["randomErasing"]>, offset = 0): boolean {
+export function randomErasing(
+  g: Generator,
+  chw: Float32Array,
+  H: number,
+  W: number,
+  o: NonNullable<AugmentOptions["randomErasing"]>,
+  offset = 0,
+): boolean {
   if (g.random() >= (o.p ?? 0.5)) return false;
   const [s0, s1] = o.scale ?? [0.02, 0.33];
   const [r0, r1] = o.ratio ?? [0.3, 3.3];
@@ -233,7 +254,15 @@ export function sampleBeta(g: Generator, a: number, b: number): number {
  * torchvision v2 `MixUp` / `CutMix` on a batch (B, 3, H, W) in place: each sample is mixed with its
  * predecessor (the batch rolled by one). Returns soft labels (B, numClasses) float32.
  */
-export function mixBatch(g: Generator, pixels: Float32Array, labels: readonly number[], numClasses: number, H: number, W: number, o: MixOptions): Float32Array {
+export function mixBatch(
+  g: Generator,
+  pixels: Float32Array,
+  labels: readonly number[],
+  numClasses: number,
+  H: number,
+  W: number,
+  o: MixOptions,
+): Float32Array {
   const B = labels.length;
   const useCut = o.cutmixAlpha !== undefined && (o.mixupAlpha === undefined || g.random() < 0.5);
   const alpha = (useCut ? o.cutmixAlpha : o.mixupAlpha) as number;

@@ -11,7 +11,7 @@
  * const { train, validation } = stratifiedSplit(ds, { validationFraction: 0.2, seed: 0 });
  * ```
  */
-import { readFile, readdir } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
 import { dirname, extname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { parse as parseCsv } from "csv-parse/sync";
 import { Generator } from "../../tensor/rng.ts";
@@ -79,7 +79,8 @@ export async function indexImageFolder(dir: string, opts: IndexOptions = {}): Pr
     classes.push(name);
     for (const f of files) items.push({ path: f, label });
   }
-  if (classes.length === 0) throw new ImageDataError(root, "no_classes", "no class sub-folder with images (expected <dir>/<class>/<image>)");
+  if (classes.length === 0)
+    throw new ImageDataError(root, "no_classes", "no class sub-folder with images (expected <dir>/<class>/<image>)");
   const ds = finish(root, classes, items, opts);
   if (ignored > 0) ds.warnings.push(`${ignored} file(s) with extensions other than ${[...exts].join(", ")} ignored`);
   if (empty.length > 0) ds.warnings.push(`sub-folder(s) without images skipped: ${empty.join(", ")}`);
@@ -133,7 +134,10 @@ export async function indexImageList(file: string, opts: IndexOptions = {}): Pro
   const numeric = names.every((n) => /^\d+$/.test(n));
   names.sort(numeric ? (a, b) => Number(a) - Number(b) : compareStrings);
   const labelOf = new Map(names.map((n, i) => [n, i]));
-  const items = rows.map((r) => ({ path: insideRoot(listFile, root, r.path, r.line), label: labelOf.get(r.label) as number }));
+  const items = rows.map((r) => ({
+    path: insideRoot(listFile, root, r.path, r.line),
+    label: labelOf.get(r.label) as number,
+  }));
   return finish(root, names, items, opts);
 }
 
@@ -146,7 +150,11 @@ interface ListRow {
 function parseCsvRows(file: string, text: string): ListRow[] {
   let records: Record<string, string>[];
   try {
-    records = parseCsv(text, { columns: (h: string[]) => h.map((c) => c.trim().toLowerCase()), skip_empty_lines: true, trim: true });
+    records = parseCsv(text, {
+      columns: (h: string[]) => h.map((c) => c.trim().toLowerCase()),
+      skip_empty_lines: true,
+      trim: true,
+    });
   } catch (e) {
     throw new ImageDataError(file, "bad_list", `not valid CSV (${(e as Error).message})`, { cause: e });
   }
@@ -173,7 +181,11 @@ function parseJsonl(file: string, text: string): ListRow[] {
     const r = o as { path?: unknown; image?: unknown; file?: unknown; label?: unknown };
     const path = r?.path ?? r?.image ?? r?.file;
     if (typeof path !== "string" || path === "" || (typeof r.label !== "string" && typeof r.label !== "number")) {
-      throw new ImageDataError(`${file}:${i + 1}`, "bad_list", 'line needs "path" (string) and "label" (string or number)');
+      throw new ImageDataError(
+        `${file}:${i + 1}`,
+        "bad_list",
+        'line needs "path" (string) and "label" (string or number)',
+      );
     }
     rows.push({ path, label: String(r.label), line: i + 1 });
   });
@@ -185,7 +197,11 @@ function insideRoot(file: string, root: string, p: string, line: number): string
   const full = resolve(root, p);
   const rel = relative(root, full);
   if (isAbsolute(p) || rel === "" || rel === ".." || rel.startsWith(`..${sep}`) || isAbsolute(rel)) {
-    throw new ImageDataError(`${file}:${line}`, "path_escape", `path ${JSON.stringify(p)} is absolute or leaves the list's folder`);
+    throw new ImageDataError(
+      `${file}:${line}`,
+      "path_escape",
+      `path ${JSON.stringify(p)} is absolute or leaves the list's folder`,
+    );
   }
   return full;
 }
@@ -247,11 +263,17 @@ export interface SplitOptions {
  * const { train, validation } = stratifiedSplit(ds, { validationFraction: 0.1, seed: 42 });
  * ```
  */
-export function stratifiedSplit(ds: ImageDataset, opts: SplitOptions): { train: ImageDataset; validation: ImageDataset } {
+export function stratifiedSplit(
+  ds: ImageDataset,
+  opts: SplitOptions,
+): { train: ImageDataset; validation: ImageDataset } {
   const f = opts.validationFraction;
-  if (!(f >= 0 && f < 1)) throw new ImageDataError(ds.root, "bad_config", `validationFraction must be in [0, 1), got ${f}`);
+  if (!(f >= 0 && f < 1))
+    throw new ImageDataError(ds.root, "bad_config", `validationFraction must be in [0, 1), got ${f}`);
   const byClass: number[][] = ds.classes.map(() => []);
-  ds.items.forEach((it, i) => byClass[it.label].push(i));
+  ds.items.forEach((it, i) => {
+    byClass[it.label].push(i);
+  });
   const g = new Generator(opts.seed ?? 0);
   const isVal = new Uint8Array(ds.items.length);
   for (const idx of byClass) {
@@ -263,7 +285,13 @@ export function stratifiedSplit(ds: ImageDataset, opts: SplitOptions): { train: 
   }
   const part = (v: number): ImageDataset => {
     const items = ds.items.filter((_, i) => isVal[i] === v);
-    return { root: ds.root, classes: ds.classes, items, classCounts: countClasses(items, ds.classes.length), warnings: [...ds.warnings] };
+    return {
+      root: ds.root,
+      classes: ds.classes,
+      items,
+      classCounts: countClasses(items, ds.classes.length),
+      warnings: [...ds.warnings],
+    };
   };
   return { train: part(0), validation: part(1) };
 }

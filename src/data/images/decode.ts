@@ -54,7 +54,17 @@ export interface ImageHeader {
 /** The format from the leading bytes, or null. */
 export function sniffFormat(b: Uint8Array): ImageFormat | null {
   if (b.length >= 3 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff) return "jpeg";
-  if (b.length >= 8 && b[0] === 0x89 && b[1] === 0x50 && b[2] === 0x4e && b[3] === 0x47 && b[4] === 0x0d && b[5] === 0x0a && b[6] === 0x1a && b[7] === 0x0a) {
+  if (
+    b.length >= 8 &&
+    b[0] === 0x89 &&
+    b[1] === 0x50 &&
+    b[2] === 0x4e &&
+    b[3] === 0x47 &&
+    b[4] === 0x0d &&
+    b[5] === 0x0a &&
+    b[6] === 0x1a &&
+    b[7] === 0x0a
+  ) {
     return "png";
   }
   if (b.length >= 12 && ascii(b, 0, 4) === "RIFF" && ascii(b, 8, 4) === "WEBP") return "webp";
@@ -128,14 +138,21 @@ export async function readHeader(file: string, bytes: Uint8Array, opts: DecodeOp
     meta = await sharp(bytes, { limitInputPixels: false }).metadata();
   } catch (e) {
     const msg = (e as Error).message;
-    throw new ImageDataError(file, failureCode(msg), `unreadable ${format} header (${msg.split("\n")[0]})`, { cause: e });
+    throw new ImageDataError(file, failureCode(msg), `unreadable ${format} header (${msg.split("\n")[0]})`, {
+      cause: e,
+    });
   }
   const width = meta.width ?? 0;
   const height = meta.pageHeight ?? meta.height ?? 0;
-  if (!(width > 0 && height > 0)) throw new ImageDataError(file, "corrupt", `header has no valid size (${width} x ${height})`);
+  if (!(width > 0 && height > 0))
+    throw new ImageDataError(file, "corrupt", `header has no valid size (${width} x ${height})`);
   const maxPixels = opts.maxPixels ?? DEFAULT_MAX_PIXELS;
   if (width * height > maxPixels) {
-    throw new ImageDataError(file, "too_large", `header claims ${width} x ${height} pixels, over the ${maxPixels}-pixel limit`);
+    throw new ImageDataError(
+      file,
+      "too_large",
+      `header claims ${width} x ${height} pixels, over the ${maxPixels}-pixel limit`,
+    );
   }
   return { format, width, height, fileBytes: bytes.length };
 }
@@ -182,7 +199,9 @@ export async function validateImages(
   };
   await Promise.all(Array.from({ length: Math.max(1, opts.concurrency ?? 8) }, run));
   const valid: number[] = [];
-  ok.forEach((v, i) => v && valid.push(i));
+  ok.forEach((v, i) => {
+    if (v) valid.push(i);
+  });
   return { valid, skipped: [...bad.keys()].sort((a, b) => a - b).map((i) => bad.get(i) as SkippedImage) };
 }
 
@@ -190,27 +209,42 @@ export async function validateImages(
  * Decodes an image (path or bytes) to 8-bit RGB HWC after the header checks. `file` names the
  * image in errors when `input` is a buffer.
  */
-export async function decodeImage(input: string | Uint8Array, opts: DecodeOptions & { file?: string } = {}): Promise<RgbImage> {
+export async function decodeImage(
+  input: string | Uint8Array,
+  opts: DecodeOptions & { file?: string } = {},
+): Promise<RgbImage> {
   const file = opts.file ?? (typeof input === "string" ? input : "<buffer>");
   const bytes = typeof input === "string" ? await readImageFile(input, opts) : input;
   const header = await readHeader(file, bytes, opts);
   try {
     const bg = opts.alphaBackground === "black" ? "#000000" : "#ffffff";
-    const { data, info } = await sharp(bytes, { failOn: "truncated", limitInputPixels: opts.maxPixels ?? DEFAULT_MAX_PIXELS, pages: 1 })
+    const { data, info } = await sharp(bytes, {
+      failOn: "truncated",
+      limitInputPixels: opts.maxPixels ?? DEFAULT_MAX_PIXELS,
+      pages: 1,
+    })
       .rotate()
       .flatten({ background: bg })
       .toColourspace("srgb")
       .raw()
       .toBuffer({ resolveWithObject: true });
     if (info.channels !== 3) throw new Error(`expected 3 channels after conversion, got ${info.channels}`);
-    return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height };
+    return {
+      data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+      width: info.width,
+      height: info.height,
+    };
   } catch (e) {
     const msg = (e as Error).message;
-    throw new ImageDataError(file, failureCode(msg), `cannot decode ${header.format} (${msg.split("\n")[0]})`, { cause: e });
+    throw new ImageDataError(file, failureCode(msg), `cannot decode ${header.format} (${msg.split("\n")[0]})`, {
+      cause: e,
+    });
   }
 }
 
 /** libvips' wording for input that stops early, as opposed to input that is malformed. */
 function failureCode(message: string): "truncated" | "corrupt" {
-  return /premature|end of stream|truncat|unexpected end|short read|not enough data/i.test(message) ? "truncated" : "corrupt";
+  return /premature|end of stream|truncat|unexpected end|short read|not enough data/i.test(message)
+    ? "truncated"
+    : "corrupt";
 }

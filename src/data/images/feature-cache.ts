@@ -23,7 +23,7 @@
  * ```
  */
 import { createHash } from "node:crypto";
-import { mkdir, readFile, readdir, unlink } from "node:fs/promises";
+import { mkdir, readdir, readFile, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { readSafetensors, writeFileAtomic, writeSafetensors } from "../../formats/safetensors.ts";
 import { ImageDataError } from "./errors.ts";
@@ -69,12 +69,15 @@ export class FeatureCache {
     invalidated: boolean,
   ) {
     this.invalidated = invalidated;
-    index.shards.forEach((s, shard) => s.keys.forEach((k, row) => this.where.set(k, { shard, row })));
+    index.shards.forEach((s, shard) => {
+      for (const [row, k] of s.keys.entries()) this.where.set(k, { shard, row });
+    });
   }
 
   /** Opens (creating) a cache folder for `modelKey`; a cache for another key is cleared. */
   static async open(dir: string, modelKey: string): Promise<FeatureCache> {
-    if (typeof modelKey !== "string" || modelKey === "") throw new ImageDataError(dir, "bad_config", "modelKey must be a non-empty string");
+    if (typeof modelKey !== "string" || modelKey === "")
+      throw new ImageDataError(dir, "bad_config", "modelKey must be a non-empty string");
     await mkdir(dir, { recursive: true });
     let index: CacheIndex | null = null;
     let invalidated = false;
@@ -90,7 +93,8 @@ export class FeatureCache {
     index ??= { version: 1, modelKey, dim: 0, shards: [] };
     // Remove shards the index does not reference (another model's, or a crash between writes).
     const keep = new Set(index.shards.map((s) => s.file));
-    for (const f of await readdir(dir)) if (SHARD_RE.test(f) && !keep.has(f)) await unlink(join(dir, f)).catch(() => {});
+    for (const f of await readdir(dir))
+      if (SHARD_RE.test(f) && !keep.has(f)) await unlink(join(dir, f)).catch(() => {});
     if (invalidated) await writeFileAtomic(join(dir, INDEX), [Buffer.from(JSON.stringify(index))]);
     return new FeatureCache(dir, modelKey, index.dim || null, index, invalidated);
   }
@@ -118,12 +122,23 @@ export class FeatureCache {
 
   /** Adds a vector (kept in memory until `flush`). All vectors share one length. */
   put(imageHash: string, vec: Float32Array): void {
-    if (!KEY_RE.test(imageHash)) throw new ImageDataError(this.dir, "bad_config", `image key must be a sha256 hex digest, got ${JSON.stringify(imageHash)}`);
+    if (!KEY_RE.test(imageHash))
+      throw new ImageDataError(
+        this.dir,
+        "bad_config",
+        `image key must be a sha256 hex digest, got ${JSON.stringify(imageHash)}`,
+      );
     if (this.dim === null) {
-      if (!(vec.length > 0 && vec.length <= MAX_DIM)) throw new ImageDataError(this.dir, "bad_config", `feature length ${vec.length} out of range`);
+      if (!(vec.length > 0 && vec.length <= MAX_DIM))
+        throw new ImageDataError(this.dir, "bad_config", `feature length ${vec.length} out of range`);
       this.dim = vec.length;
     }
-    if (vec.length !== this.dim) throw new ImageDataError(this.dir, "bad_config", `feature length ${vec.length}, the cache holds length ${this.dim}`);
+    if (vec.length !== this.dim)
+      throw new ImageDataError(
+        this.dir,
+        "bad_config",
+        `feature length ${vec.length}, the cache holds length ${this.dim}`,
+      );
     this.pending.set(imageHash, Float32Array.from(vec));
   }
 
@@ -133,14 +148,18 @@ export class FeatureCache {
     const dim = this.dim as number;
     const keys = [...this.pending.keys()];
     const data = new Float32Array(keys.length * dim);
-    keys.forEach((k, i) => data.set(this.pending.get(k) as Float32Array, i * dim));
+    for (const [i, k] of keys.entries()) data.set(this.pending.get(k) as Float32Array, i * dim);
     const shard = this.index.shards.length;
     const file = `features-${String(shard + 1).padStart(5, "0")}.safetensors`;
-    await writeSafetensors(join(this.dir, file), { features: { dtype: "F32", shape: [keys.length, dim], data: new Uint8Array(data.buffer) } }, { model_key: this.modelKey });
+    await writeSafetensors(
+      join(this.dir, file),
+      { features: { dtype: "F32", shape: [keys.length, dim], data: new Uint8Array(data.buffer) } },
+      { model_key: this.modelKey },
+    );
     this.index.shards.push({ file, keys });
     this.index.dim = dim;
     await writeFileAtomic(join(this.dir, INDEX), [Buffer.from(JSON.stringify(this.index))]);
-    keys.forEach((k, row) => this.where.set(k, { shard, row }));
+    for (const [row, k] of keys.entries()) this.where.set(k, { shard, row });
     this.loaded.set(shard, data);
     this.pending.clear();
   }
@@ -154,7 +173,7 @@ export class FeatureCache {
       throw new ImageDataError(path, "cache", `cannot read shard (${(e as Error).message})`, { cause: e });
     });
     const t = st.tensors.get("features");
-    if (!t || t.dtype !== "F32" || t.shape.length !== 2 || t.shape[0] !== keys.length || t.shape[1] !== this.dim) {
+    if (t?.dtype !== "F32" || t.shape.length !== 2 || t.shape[0] !== keys.length || t.shape[1] !== this.dim) {
       throw new ImageDataError(path, "cache", `expected F32 features [${keys.length}, ${this.dim}]`);
     }
     const arr = new Float32Array(t.data.slice().buffer);
@@ -168,12 +187,13 @@ function parseIndex(file: string, text: string): CacheIndex {
     throw new ImageDataError(file, "cache", why);
   };
   const o = JSON.parse(text) as CacheIndex;
-  if (!o || o.version !== 1 || typeof o.modelKey !== "string") bad("not a feature-cache index (version 1)");
+  if (o?.version !== 1 || typeof o.modelKey !== "string") bad("not a feature-cache index (version 1)");
   if (!(Number.isInteger(o.dim) && o.dim >= 0 && o.dim <= MAX_DIM)) bad(`bad dim ${o.dim}`);
   if (!Array.isArray(o.shards)) bad("shards must be a list");
   for (const s of o.shards) {
     if (typeof s?.file !== "string" || !SHARD_RE.test(s.file)) bad(`bad shard file name ${JSON.stringify(s?.file)}`);
-    if (!Array.isArray(s.keys) || !s.keys.every((k) => typeof k === "string" && KEY_RE.test(k))) bad(`bad keys in ${s.file}`);
+    if (!Array.isArray(s.keys) || !s.keys.every((k) => typeof k === "string" && KEY_RE.test(k)))
+      bad(`bad keys in ${s.file}`);
   }
   return o;
 }

@@ -29,7 +29,7 @@ import { Tensor } from "../../tensor/tensor.ts";
 import type { MixOptions } from "./augment.ts";
 import type { ImageDataset } from "./dataset.ts";
 import { ImageDataError, type SkippedImage } from "./errors.ts";
-import { type BatchData, type BatchTask, type ImageTransform, buildBatch, sampleSeed } from "./transform.ts";
+import { type BatchData, type BatchTask, buildBatch, type ImageTransform, sampleSeed } from "./transform.ts";
 
 export interface ImageLoaderOptions {
   transform: ImageTransform;
@@ -99,9 +99,22 @@ export class ImageLoader implements AsyncIterable<ImageBatch> {
     const l = new ImageLoader(dataset, { ...opts, seed: st.seed });
     const want = l.state();
     for (const k of ["size", "batchSize", "shuffle", "dropLast"] as const) {
-      if (want[k] !== st[k]) throw new ImageDataError("<loader state>", "bad_state", `${k} is ${want[k]} here but ${st[k]} in the saved state`);
+      if (want[k] !== st[k])
+        throw new ImageDataError(
+          "<loader state>",
+          "bad_state",
+          `${k} is ${want[k]} here but ${st[k]} in the saved state`,
+        );
     }
-    if (!(Number.isInteger(st.epoch) && st.epoch >= 0 && Number.isInteger(st.batch) && st.batch >= 0 && st.batch <= l.numBatches)) {
+    if (
+      !(
+        Number.isInteger(st.epoch) &&
+        st.epoch >= 0 &&
+        Number.isInteger(st.batch) &&
+        st.batch >= 0 &&
+        st.batch <= l.numBatches
+      )
+    ) {
       throw new ImageDataError("<loader state>", "bad_state", `epoch ${st.epoch} / batch ${st.batch} out of range`);
     }
     l.epoch = st.epoch;
@@ -199,7 +212,10 @@ export class ImageLoader implements AsyncIterable<ImageBatch> {
 function toBatch(d: BatchData): ImageBatch {
   const B = d.indices.length;
   const pixelValues = new Tensor(d.pixels, "float32", [B, 3, d.height, d.width]);
-  const labels = d.labels instanceof Int32Array ? new Tensor(d.labels, "int32", [B]) : new Tensor(d.labels, "float32", [B, B > 0 ? d.labels.length / B : 0]);
+  const labels =
+    d.labels instanceof Int32Array
+      ? new Tensor(d.labels, "int32", [B])
+      : new Tensor(d.labels, "float32", [B, B > 0 ? d.labels.length / B : 0]);
   return { pixelValues, labels, indices: d.indices };
 }
 
@@ -228,17 +244,31 @@ class WorkerPool {
 
   private spawn(): Worker {
     // execArgv [] : worker.mjs registers tsx itself, so the parent's --import flags are not needed.
-    const w = new Worker(new URL("./worker.mjs", import.meta.url), { workerData: { transform: this.transform }, execArgv: [] });
-    w.unref();
-    w.on("message", (msg: { id: number; batch?: BatchData; error?: { message: string; stack?: string; image: SkippedImage | null } }) => {
-      const job = this.busy.get(w);
-      this.busy.delete(w);
-      this.release(w);
-      if (!job) return;
-      if (msg.batch) job.resolve(msg.batch);
-      else if (msg.error?.image) job.reject(new ImageDataError(msg.error.image.file, msg.error.image.code, msg.error.image.reason));
-      else job.reject(Object.assign(new Error(msg.error?.message ?? "image worker failed"), { stack: msg.error?.stack }));
+    const w = new Worker(new URL("./worker.mjs", import.meta.url), {
+      workerData: { transform: this.transform },
+      execArgv: [],
     });
+    w.unref();
+    w.on(
+      "message",
+      (msg: {
+        id: number;
+        batch?: BatchData;
+        error?: { message: string; stack?: string; image: SkippedImage | null };
+      }) => {
+        const job = this.busy.get(w);
+        this.busy.delete(w);
+        this.release(w);
+        if (!job) return;
+        if (msg.batch) job.resolve(msg.batch);
+        else if (msg.error?.image)
+          job.reject(new ImageDataError(msg.error.image.file, msg.error.image.code, msg.error.image.reason));
+        else
+          job.reject(
+            Object.assign(new Error(msg.error?.message ?? "image worker failed"), { stack: msg.error?.stack }),
+          );
+      },
+    );
     const fail = (err: Error) => {
       const job = this.busy.get(w);
       this.busy.delete(w);
@@ -256,7 +286,8 @@ class WorkerPool {
     };
     w.on("error", fail);
     w.on("exit", (code) => {
-      if (!this.closed && (this.busy.has(w) || this.idle.includes(w))) fail(new Error(`image loader worker exited with code ${code}`));
+      if (!this.closed && (this.busy.has(w) || this.idle.includes(w)))
+        fail(new Error(`image loader worker exited with code ${code}`));
     });
     return w;
   }

@@ -20,7 +20,7 @@
 import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { ImageDataError } from "./errors.ts";
-import { type Box, RESAMPLE_BY_PIL_ID, type Resample, type Window, roundHalfEven } from "./resample.ts";
+import { type Box, RESAMPLE_BY_PIL_ID, type Resample, roundHalfEven, type Window } from "./resample.ts";
 
 export const IMAGENET_MEAN: readonly number[] = [0.485, 0.456, 0.406];
 export const IMAGENET_STD: readonly number[] = [0.229, 0.224, 0.225];
@@ -56,7 +56,8 @@ export interface PreprocessorOverrides {
 const MAX_SIDE = 16384;
 
 /** torchvision's classification preset (`ImageClassification`) for known architectures. */
-const TORCHVISION_ARCHS = /^(resnet\d+|resnext\d+.*|wide_resnet\d+.*|mobilenet_v[23].*|efficientnet.*|densenet\d+|vgg\d+.*|convnext.*|regnet.*|alexnet|squeezenet.*|shufflenet.*)$/;
+const TORCHVISION_ARCHS =
+  /^(resnet\d+|resnext\d+.*|wide_resnet\d+.*|mobilenet_v[23].*|efficientnet.*|densenet\d+|vgg\d+.*|convnext.*|regnet.*|alexnet|squeezenet.*|shufflenet.*)$/;
 
 /**
  * Builds a {@link Preprocessor} from an HF `preprocessor_config.json` (a folder holding one, the
@@ -70,7 +71,10 @@ const TORCHVISION_ARCHS = /^(resnet\d+|resnext\d+.*|wide_resnet\d+.*|mobilenet_v
  *   image_std: [0.5, 0.5, 0.5], resample: 2 });
  * ```
  */
-export function preprocessorFromConfig(source: string | Record<string, unknown>, overrides: PreprocessorOverrides = {}): Preprocessor {
+export function preprocessorFromConfig(
+  source: string | Record<string, unknown>,
+  overrides: PreprocessorOverrides = {},
+): Preprocessor {
   let base: Preprocessor;
   if (typeof source === "string" && TORCHVISION_ARCHS.test(source)) base = torchvisionDefaults();
   else if (typeof source === "string") base = fromHf(readConfig(source), source);
@@ -96,7 +100,11 @@ function readConfig(path: string): Record<string, unknown> {
   try {
     if (statSync(path).isDirectory()) file = join(path, "preprocessor_config.json");
   } catch (e) {
-    throw new ImageDataError(path, "io", `not an architecture name (resnet*, mobilenet_v2, ...) nor a readable path (${(e as Error).message})`);
+    throw new ImageDataError(
+      path,
+      "io",
+      `not an architecture name (resnet*, mobilenet_v2, ...) nor a readable path (${(e as Error).message})`,
+    );
   }
   let text: string;
   try {
@@ -118,19 +126,27 @@ function fromHf(c: Record<string, unknown>, file: string): Preprocessor {
     throw new ImageDataError(file, "bad_config", `${key}: ${why}`);
   };
   const side = (key: string, v: unknown): number =>
-    Number.isInteger(v) && (v as number) > 0 && (v as number) <= MAX_SIDE ? (v as number) : bad(key, `expected an integer in 1..${MAX_SIDE}, got ${JSON.stringify(v)}`);
+    Number.isInteger(v) && (v as number) > 0 && (v as number) <= MAX_SIDE
+      ? (v as number)
+      : bad(key, `expected an integer in 1..${MAX_SIDE}, got ${JSON.stringify(v)}`);
   const sizeOf = (key: string, v: unknown, allowShortest: boolean): ResizeSpec => {
     if (typeof v === "number") return { height: side(key, v), width: side(key, v) };
     if (v && typeof v === "object") {
       const o = v as Record<string, unknown>;
-      if (allowShortest && o.shortest_edge !== undefined) return { shortestEdge: side(`${key}.shortest_edge`, o.shortest_edge) };
-      if (o.height !== undefined || o.width !== undefined) return { height: side(`${key}.height`, o.height), width: side(`${key}.width`, o.width) };
+      if (allowShortest && o.shortest_edge !== undefined)
+        return { shortestEdge: side(`${key}.shortest_edge`, o.shortest_edge) };
+      if (o.height !== undefined || o.width !== undefined)
+        return { height: side(`${key}.height`, o.height), width: side(`${key}.width`, o.width) };
     }
     return bad(key, `expected a number, {shortest_edge} or {height, width}, got ${JSON.stringify(v)}`);
   };
   const vec3 = (key: string, v: unknown, positive: boolean): number[] => {
     const arr = typeof v === "number" ? [v, v, v] : v;
-    if (!Array.isArray(arr) || arr.length !== 3 || !arr.every((x) => typeof x === "number" && Number.isFinite(x) && (!positive || x > 0))) {
+    if (
+      !Array.isArray(arr) ||
+      arr.length !== 3 ||
+      !arr.every((x) => typeof x === "number" && Number.isFinite(x) && (!positive || x > 0))
+    ) {
       return bad(key, `expected 3 finite${positive ? " positive" : ""} numbers, got ${JSON.stringify(v)}`);
     }
     return arr as number[];
@@ -143,7 +159,8 @@ function fromHf(c: Record<string, unknown>, file: string): Preprocessor {
   let resample: Resample = "bilinear";
   if (c.resample !== undefined) {
     const r = c.resample;
-    if (Number.isInteger(r) && (r as number) >= 0 && (r as number) < RESAMPLE_BY_PIL_ID.length) resample = RESAMPLE_BY_PIL_ID[r as number];
+    if (Number.isInteger(r) && (r as number) >= 0 && (r as number) < RESAMPLE_BY_PIL_ID.length)
+      resample = RESAMPLE_BY_PIL_ID[r as number];
     else if (typeof r === "string" && (RESAMPLE_BY_PIL_ID as readonly string[]).includes(r)) resample = r as Resample;
     else bad("resample", `expected a Pillow filter id 0..5 or name, got ${JSON.stringify(r)}`);
   }
@@ -154,7 +171,10 @@ function fromHf(c: Record<string, unknown>, file: string): Preprocessor {
   let rescaleFactor: number | null = null;
   if (doRescale) {
     const f = c.rescale_factor ?? 1 / 255;
-    rescaleFactor = typeof f === "number" && Number.isFinite(f) && f > 0 ? f : bad("rescale_factor", `expected a positive number, got ${JSON.stringify(f)}`);
+    rescaleFactor =
+      typeof f === "number" && Number.isFinite(f) && f > 0
+        ? f
+        : bad("rescale_factor", `expected a positive number, got ${JSON.stringify(f)}`);
   }
   const crop = doCrop ? sizeOf("crop_size", c.crop_size ?? 224, false) : null;
   return {
@@ -171,20 +191,30 @@ function fromHf(c: Record<string, unknown>, file: string): Preprocessor {
 function applyOverrides(p: Preprocessor, o: PreprocessorOverrides, file: string): Preprocessor {
   const out = { ...p };
   const side = (v: number, key: string) => {
-    if (!Number.isInteger(v) || v <= 0 || v > MAX_SIDE) throw new ImageDataError(file, "bad_config", `${key}: expected an integer in 1..${MAX_SIDE}, got ${v}`);
+    if (!Number.isInteger(v) || v <= 0 || v > MAX_SIDE)
+      throw new ImageDataError(file, "bad_config", `${key}: expected an integer in 1..${MAX_SIDE}, got ${v}`);
     return v;
   };
   if (o.size !== undefined) {
-    out.resize = typeof o.size === "number" ? { shortestEdge: side(o.size, "size") } : { height: side(o.size.height, "size.height"), width: side(o.size.width, "size.width") };
+    out.resize =
+      typeof o.size === "number"
+        ? { shortestEdge: side(o.size, "size") }
+        : { height: side(o.size.height, "size.height"), width: side(o.size.width, "size.width") };
   }
   if (o.cropSize !== undefined) {
     if (o.cropSize === 0) out.centerCrop = null;
-    else if (typeof o.cropSize === "number") out.centerCrop = { height: side(o.cropSize, "cropSize"), width: side(o.cropSize, "cropSize") };
-    else out.centerCrop = { height: side(o.cropSize.height, "cropSize.height"), width: side(o.cropSize.width, "cropSize.width") };
+    else if (typeof o.cropSize === "number")
+      out.centerCrop = { height: side(o.cropSize, "cropSize"), width: side(o.cropSize, "cropSize") };
+    else
+      out.centerCrop = {
+        height: side(o.cropSize.height, "cropSize.height"),
+        width: side(o.cropSize.width, "cropSize.width"),
+      };
   }
   if (o.mean) out.mean = [...o.mean];
   if (o.std) {
-    if (o.std.some((s) => !(s > 0))) throw new ImageDataError(file, "bad_config", `std: expected positive numbers, got ${JSON.stringify(o.std)}`);
+    if (o.std.some((s) => !(s > 0)))
+      throw new ImageDataError(file, "bad_config", `std: expected positive numbers, got ${JSON.stringify(o.std)}`);
     out.std = [...o.std];
   }
   if (o.resample) out.resample = o.resample;
@@ -198,7 +228,11 @@ function applyOverrides(p: Preprocessor, o: PreprocessorOverrides, file: string)
 export function outputSize(p: Preprocessor): { height: number; width: number } {
   if (p.centerCrop) return p.centerCrop;
   if (p.resize && "height" in p.resize) return p.resize;
-  throw new ImageDataError("<preprocessor>", "bad_config", "a shortest-edge resize without a centre crop gives no fixed input size");
+  throw new ImageDataError(
+    "<preprocessor>",
+    "bad_config",
+    "a shortest-edge resize without a centre crop gives no fixed input size",
+  );
 }
 
 /** Size after the resize step for an image of `width` x `height` (torchvision/HF arithmetic). */
@@ -207,15 +241,27 @@ export function resizedSize(p: Preprocessor, width: number, height: number): { h
   if ("height" in p.resize) return p.resize;
   const s = p.resize.shortestEdge;
   // int(s * long / short), truncating, as torchvision's and HF's resize do.
-  return width <= height ? { width: s, height: Math.trunc((s * height) / width) } : { height: s, width: Math.trunc((s * width) / height) };
+  return width <= height
+    ? { width: s, height: Math.trunc((s * height) / width) }
+    : { height: s, width: Math.trunc((s * width) / height) };
 }
 
 /** The eval geometry: resize the whole image, then take the centre-crop window of the result. */
-export function evalGeometry(p: Preprocessor, width: number, height: number): { box: Box; size: { height: number; width: number }; window: Window } {
+export function evalGeometry(
+  p: Preprocessor,
+  width: number,
+  height: number,
+): { box: Box; size: { height: number; width: number }; window: Window } {
   const size = resizedSize(p, width, height);
   const out = outputSize(p);
-  const off = (full: number, crop: number) => (p.cropRounding === "round" ? roundHalfEven((full - crop) / 2) : Math.floor((full - crop) / 2));
-  const window = { top: off(size.height, out.height), left: off(size.width, out.width), height: out.height, width: out.width };
+  const off = (full: number, crop: number) =>
+    p.cropRounding === "round" ? roundHalfEven((full - crop) / 2) : Math.floor((full - crop) / 2);
+  const window = {
+    top: off(size.height, out.height),
+    left: off(size.width, out.width),
+    height: out.height,
+    width: out.width,
+  };
   return { box: { x: 0, y: 0, width, height }, size, window };
 }
 

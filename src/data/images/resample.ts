@@ -75,7 +75,14 @@ interface Coeffs {
  * Weights mapping `inLen` source pixels (starting at `inStart`) to `outSize` outputs, for the
  * outputs `outStart .. outStart+outLen` only. Outputs outside [0, outSize) get no taps (zero).
  */
-function coeffs(inStart: number, inLen: number, outSize: number, outStart: number, outLen: number, filter: Resample): Coeffs {
+function coeffs(
+  inStart: number,
+  inLen: number,
+  outSize: number,
+  outStart: number,
+  outLen: number,
+  filter: Resample,
+): Coeffs {
   const scale = inLen / outSize;
   const start = new Int32Array(outLen);
   const count = new Int32Array(outLen);

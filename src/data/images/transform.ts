@@ -10,11 +10,20 @@
  * ```
  */
 import { Generator } from "../../tensor/rng.ts";
-import { type AugmentOptions, type MixOptions, colorJitter, hflip, mixBatch, randomErasing, randomResizedCropBox, rotate } from "./augment.ts";
+import {
+  type AugmentOptions,
+  colorJitter,
+  hflip,
+  type MixOptions,
+  mixBatch,
+  randomErasing,
+  randomResizedCropBox,
+  rotate,
+} from "./augment.ts";
 import type { ImageItem } from "./dataset.ts";
 import { type DecodeOptions, decodeImage } from "./decode.ts";
 import { ImageDataError, type SkippedImage } from "./errors.ts";
-import { type Preprocessor, evalGeometry, outputSize, rescaleNormalize } from "./preprocess.ts";
+import { evalGeometry, outputSize, type Preprocessor, rescaleNormalize } from "./preprocess.ts";
 import { resampleToChw } from "./resample.ts";
 
 /** How images become model input. Plain data: it is sent to worker threads as is. */
@@ -42,7 +51,13 @@ export function sampleSeed(seed: number, epoch: number, index: number): number {
  * Decodes and transforms one image into `out` at `offset` (3 * H * W floats). `g` drives the
  * augmentation and may be omitted for the eval transform.
  */
-export async function transformImage(path: string, t: ImageTransform, g?: Generator, out?: Float32Array, offset = 0): Promise<Float32Array> {
+export async function transformImage(
+  path: string,
+  t: ImageTransform,
+  g?: Generator,
+  out?: Float32Array,
+  offset = 0,
+): Promise<Float32Array> {
   const pre = t.preprocessor;
   const size = outputSize(pre);
   const plane = size.height * size.width;
@@ -116,7 +131,7 @@ export async function buildBatch(task: BatchTask, t: ImageTransform): Promise<Ba
   );
   const keep = ok.map((s, k) => (s ? -1 : k)).filter((k) => k >= 0);
   const pixels = keep.length === task.items.length ? tmp : new Float32Array(keep.length * S);
-  if (pixels !== tmp) keep.forEach((k, j) => pixels.set(tmp.subarray(k * S, (k + 1) * S), j * S));
+  if (pixels !== tmp) for (const [j, k] of keep.entries()) pixels.set(tmp.subarray(k * S, (k + 1) * S), j * S);
   const labels = keep.map((k) => task.items[k].label);
   const indices = keep.map((k) => task.indices[k]);
   const skipped = ok.filter((s): s is SkippedImage => s !== null);

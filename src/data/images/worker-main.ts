@@ -4,7 +4,7 @@
  */
 import { parentPort, workerData } from "node:worker_threads";
 import { ImageDataError } from "./errors.ts";
-import { type BatchTask, type ImageTransform, buildBatch } from "./transform.ts";
+import { type BatchTask, buildBatch, type ImageTransform } from "./transform.ts";
 
 const transform = (workerData as { transform: ImageTransform }).transform;
 const port = parentPort;
