@@ -34,7 +34,8 @@ export class LRScheduler {
     if (this.lambdas.length !== groups.length)
       throw new ValueError(`LRScheduler: ${this.lambdas.length} lambdas for ${groups.length} parameter groups`);
     for (const g of groups) {
-      if (lastEpoch === -1) g.initialLr = g.lr;
+      // PyTorch: setdefault, so a second scheduler on the same optimizer keeps the original base lr.
+      if (lastEpoch === -1) g.initialLr ??= g.lr;
       else if (g.initialLr === undefined)
         throw new ValueError("LRScheduler: resuming (lastEpoch != -1) needs initialLr on every group");
     }
