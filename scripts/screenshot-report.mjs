@@ -38,7 +38,14 @@ function main(argv) {
     console.error("chromium not found: apt-get install -y chromium (or set CHROMIUM=/path/to/chrome)");
     return 1;
   }
-  const args = ["--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run"];
+  const args = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--hide-scrollbars",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+  ];
   if (argv.includes("--dark")) args.push("--force-dark-mode", "--blink-settings=preferredColorScheme=0");
   args.push(
     `--window-size=${opt("width", 1200)},${opt("height", 3000)}`,

@@ -51,7 +51,7 @@ export function datasetSection(run: RunRecord): string {
     const lo = Math.min(...vals);
     items.push(
       ["classes", formatNumber(counts.length)],
-      ["imbalance (largest / smallest)", lo > 0 ? `${formatNumber(Math.max(...vals) / lo)}×` : "∞"],
+      ["imbalance (largest / smallest)", lo > 0 ? `${(Math.max(...vals) / lo).toFixed(1)}×` : "∞"],
     );
   }
   const parts = [kv(items)];

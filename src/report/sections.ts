@@ -237,7 +237,7 @@ export function mistakesSection(run: RunRecord, limit = 12): string {
         : "";
     return `<div class="mistake">${img}${text}<div class="verdict-line"><span class="pill true">true: ${esc(m.label)}</span> <span class="pill pred">predicted: ${esc(m.predicted)}</span></div><div class="muted">${esc(formatMetric("accuracy", m.confidence))} confident · example #${esc(m.index)}</div></div>`;
   });
-  const lead = `The ${top.length} wrong predictions the model was most sure of${list.length > top.length ? ` (of ${formatNumber(list.length)} recorded)` : ""}: often label noise, ambiguous inputs or a systematic confusion.`;
+  const lead = `The ${top.length} wrong predictions the model was most sure of${list.length > top.length ? `, out of ${formatNumber(list.length)} recorded` : ""}. These are often label noise, ambiguous inputs or a systematic confusion.`;
   return section("mistakes", "Most confident mistakes", `<div class="mistakes">${cards.join("")}</div>`, lead);
 }
 

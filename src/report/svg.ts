@@ -42,7 +42,8 @@ function clean(v: number, step: number): number {
 }
 
 /**
- * About `target` evenly spaced round ticks covering [lo, hi] (Heckbert's algorithm). The range is
+ * About `target` evenly spaced round ticks covering [lo, hi] (a 1-2-5 step as in Heckbert's "nice
+ * numbers", taken from range / (target - 1) directly, which lands closer to `target`). The range is
  * widened to the outer ticks; an empty range (lo == hi) is widened around the value.
  */
 export function niceTicks(lo: number, hi: number, target = 5): Ticks {
@@ -53,7 +54,7 @@ export function niceTicks(lo: number, hi: number, target = 5): Ticks {
     lo -= pad;
     hi += pad;
   }
-  const step = niceNum(niceNum(hi - lo, false) / Math.max(1, target - 1), true);
+  const step = niceNum((hi - lo) / Math.max(1, target - 1), true);
   const min = Math.floor(lo / step + 1e-9) * step;
   const max = Math.ceil(hi / step - 1e-9) * step;
   const values: number[] = [];
@@ -89,6 +90,18 @@ export function logTicks(lo: number, hi: number): Ticks {
   }
   const lin = niceTicks(min, max, 4);
   return { min, max, values: lin.values.filter((v) => v >= min && v <= max && v > 0), step: 0 };
+}
+
+/**
+ * Nice ticks that stay inside [lo, hi] with the axis range kept to the data (for step axes, where
+ * padding to the next round number would only add empty space). Widens an empty range like
+ * {@link niceTicks}.
+ */
+export function tightTicks(lo: number, hi: number, target = 5): Ticks {
+  const t = niceTicks(lo, hi, target);
+  if (lo === hi) return t;
+  const eps = t.step * 1e-9;
+  return { ...t, min: lo, max: hi, values: t.values.filter((v) => v >= lo - eps && v <= hi + eps) };
 }
 
 /** Formats a tick label given the tick spacing (`step`, 0 for log ticks): `0.5`, `12k`, `2e-4`. */
@@ -200,7 +213,7 @@ export function lineChart(series: readonly Series[], opts: LineChartOptions = {}
   const keep = (p: Point) => finite(p) && (!log || p[1] > 0);
   const dropped = all.length - all.filter(keep).length;
   const xs = all.filter(keep).map((p) => p[0]);
-  const xt = niceTicks(Math.min(...xs), Math.max(...xs), 6);
+  const xt = tightTicks(Math.min(...xs), Math.max(...xs), 6);
   const yt = log ? logTicks(yLo, yHi) : niceTicks(yLo, yHi, 5);
   const x = linearScale(xt.min, xt.max, M.left, W - M.right);
   const y = (log ? logScale : linearScale)(yt.min, yt.max, H - M.bottom, M.top);
@@ -260,7 +273,7 @@ export function lineChart(series: readonly Series[], opts: LineChartOptions = {}
     parts.push(
       `<text class="note" x="${W - M.right}" y="${H - 6}" text-anchor="end">${dropped} non-finite value${dropped === 1 ? "" : "s"} not shown</text>`,
     );
-  return svgShell(W, H, opts.title ?? "chart", parts);
+  return svgShell(W, H, opts.title ?? "chart", parts, log ? "lines log" : "lines");
 }
 
 function legend(series: readonly Series[], W: number): string {

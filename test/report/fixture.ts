@@ -3,8 +3,8 @@
  * write a sample report for a person to look at:
  *   node --import tsx test/report/fixture.ts /tmp/sample-run [images|text|lm]
  */
-import { PNG } from "pngjs";
 import type { MetricRow, RunRecord } from "../../src/report/types.ts";
+import { encodePng } from "./png.ts";
 
 /** Mulberry32: small seeded RNG so fixtures are identical on every run. */
 function rng(seed: number): () => number {
@@ -21,18 +21,18 @@ function rng(seed: number): () => number {
 /** A 28×28 greyscale PNG with a ring or a bar (looks like a 0 or a 1), base64. */
 export function digitPng(kind: number, seed = 1): string {
   const r = rng(seed);
-  const png = new PNG({ width: 28, height: 28 });
+  const data = new Uint8Array(28 * 28 * 4);
   for (let y = 0; y < 28; y++) {
     for (let x = 0; x < 28; x++) {
       const d = Math.hypot(x - 13.5, (y - 13.5) * 0.8);
       const on = kind % 2 === 0 ? Math.abs(d - 8) < 2.2 : Math.abs(x - 14 - (y - 14) * 0.2) < 2.2 && y > 4 && y < 24;
       const v = on ? 200 + Math.floor(r() * 55) : Math.floor(r() * 20);
       const i = (y * 28 + x) * 4;
-      png.data[i] = png.data[i + 1] = png.data[i + 2] = v;
-      png.data[i + 3] = 255;
+      data[i] = data[i + 1] = data[i + 2] = v;
+      data[i + 3] = 255;
     }
   }
-  return PNG.sync.write(png).toString("base64");
+  return encodePng(28, 28, data).toString("base64");
 }
 
 /** Train rows every step (noisy, decaying loss, warmup + cosine lr) and eval rows every `evalEvery`. */
