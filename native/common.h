@@ -36,7 +36,8 @@ int thread_index();
 // Per-thread scratch: slot `slot` of the calling thread, grown (never shrunk) to n floats,
 // 64-byte aligned. Contents are undefined.
 float* scratch(int slot, size_t n);
-// Process-wide workspace shared by a single kernel call (e.g. im2col columns); same growth rule.
+// Workspace of the calling thread for one kernel call, shared with the pool threads it starts
+// (e.g. im2col columns); same growth rule.
 float* workspace(int slot, size_t n);
 
 // ---- gemm.cc --------------------------------------------------------------------------------

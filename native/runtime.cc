@@ -191,10 +191,10 @@ struct Buf {
   }
 };
 thread_local Buf t_scratch[4];
-Buf g_work[4];
+thread_local Buf t_work[4];  // per calling (JS) thread: concurrent JS threads never share one
 }  // namespace
 
 float* scratch(int slot, size_t n) { return t_scratch[slot].get(n); }
-float* workspace(int slot, size_t n) { return g_work[slot].get(n); }
+float* workspace(int slot, size_t n) { return t_work[slot].get(n); }
 
 }  // namespace tk
