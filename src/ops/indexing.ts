@@ -1,4 +1,5 @@
 /** Index ops: gather, scatter-add, index_select, embedding. Indices are int32 and checked. */
+import { isHalf } from "../tensor/dtype.ts";
 import { DTypeError, IndexError, ShapeError, fmtShape } from "../tensor/errors.ts";
 import { normDim } from "../tensor/shape.ts";
 import { type Tensor, zeros } from "../tensor/tensor.ts";
@@ -55,13 +56,14 @@ export function scatterAdd(x: Tensor, dim: number, index: Tensor, src: Tensor): 
 
 const indexSelectOp = defineOp<{ dim: number }>({
   name: "indexSelect",
-  acceptsHalf: false,
+  // A bf16/f16 table (a frozen embedding) is read in place: only the selected rows are widened.
+  acceptsHalf: true,
   infer: ([x, index], { dim }) => {
     if (index.ndim !== 1) throw new ShapeError(`indexSelect: index must be 1-d, got ${fmtShape(index.shape)}`);
     checkIndex("indexSelect", index, x.shape[dim], `dim ${dim} of ${fmtShape(x.shape)}`);
     const shape = [...x.shape];
     shape[dim] = index.shape[0];
-    return { shape, dtype: x.dtype };
+    return { shape, dtype: isHalf(x.dtype) ? "float32" : x.dtype };
   },
   forward: (be, out, [x, index], { dim }) => be.indexSelect(x, dim, index, out),
   vjp: (g, [x, index], _o, { dim }) => {

@@ -97,3 +97,17 @@ test("bf16/f16 storage widens to float32 on read and casts with round-to-nearest
   assert.deepEqual(F.matmul(F.reshape(h, [1, 3]), F.reshape(F.cast(x, "float16"), [3, 1])).toList(), [1.5 * 1.5 + 2.25 * 2.25 + 9]);
   assert.throws(() => new Tensor(new Uint16Array(2), "bfloat16", [2]).requiresGrad_(), /float32\/float64/);
 });
+
+test("matmul widens a half operand on either side", () => {
+  const x = tensor([[1, 2]]);
+  const w = F.cast(tensor([[0.5, -1], [2, 3]]), "bfloat16");
+  assert.deepEqual(F.matmul(x, F.transpose(w)).toList(), [-1.5, 8]);
+  assert.deepEqual(F.linear(x, w).toList(), [-1.5, 8]);
+});
+
+test("embedding reads a bf16 table in place and returns float32 rows", () => {
+  const w = F.cast(tensor([[1, 2], [3, 4.5]]), "bfloat16");
+  const e = F.embedding(w, tensor(new Int32Array([1, 0, 1]), { shape: [3] }));
+  assert.equal(e.dtype, "float32");
+  assert.deepEqual(e.toList(), [3, 4.5, 1, 2, 3, 4.5]);
+});

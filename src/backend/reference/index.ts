@@ -262,8 +262,9 @@ export const referenceBackend: Backend = {
     const row = new Float64Array(N);
     const ad = a.data;
     const bd = b.data;
-    const wide = a.dtype !== "float32" && a.dtype !== "float64";
-    const rd = (t: Tensor, off: number) => (wide ? readElem(t.data, t.dtype, off) : t.data[off]);
+    // bf16/f16 operands (frozen LoRA bases) are widened element by element, each on its own.
+    const wideA = a.dtype !== "float32" && a.dtype !== "float64";
+    const wideB = b.dtype !== "float32" && b.dtype !== "float64";
     forEachIndex(batchShape, (bi, batch) => {
       let ao = a.offset;
       let bo = b.offset;
@@ -274,10 +275,11 @@ export const referenceBackend: Backend = {
       for (let m = 0; m < M; m++) {
         row.fill(0);
         for (let k = 0; k < K; k++) {
-          const av = wide ? rd(a, ao + m * as0 + k * as1) : ad[ao + m * as0 + k * as1];
+          const av = wideA ? readElem(ad, a.dtype, ao + m * as0 + k * as1) : ad[ao + m * as0 + k * as1];
           if (av === 0) continue;
           const bk = bo + k * bs0;
-          for (let n = 0; n < N; n++) row[n] += av * (wide ? rd(b, bk + n * bs1) : bd[bk + n * bs1]);
+          if (wideB) for (let n = 0; n < N; n++) row[n] += av * readElem(bd, b.dtype, bk + n * bs1);
+          else for (let n = 0; n < N; n++) row[n] += av * bd[bk + n * bs1];
         }
         const base = out.offset + (batch * M + m) * N;
         if (accumulate) for (let n = 0; n < N; n++) out.data[base + n] += row[n];
