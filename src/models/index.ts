@@ -9,3 +9,7 @@ import "./distilbert.ts";
 import "./roberta.ts";
 import "./mobilenet_v2.ts";
 import "./resnet.ts";
+import "./vit.ts";
+export { loadPretrained, saveModel, taskFromConfig } from "./pretrained.ts";
+export type { LoadOptions, LoadReport, LoadedModel, SaveOptions } from "./pretrained.ts";
+export { generate } from "./generate.ts";

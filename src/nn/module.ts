@@ -153,11 +153,14 @@ export abstract class Module {
   /** name -> getter/setter for every parameter (all names, tied included) and persistent buffer. */
   private assignableTensors(): Map<string, { get(): Tensor; set(v: Tensor): void }> {
     const out = new Map<string, { get(): Tensor; set(v: Tensor): void }>();
+    // A tied parameter is loaded under its first name only, matching `stateDict()`.
+    const seen = new Set<Parameter>();
     for (const [path, m] of this.namedModules()) {
       const rec = m as unknown as Record<string, unknown>;
       for (const [k, p] of m.ownParameters()) {
+        if (seen.has(p)) continue;
+        seen.add(p);
         out.set(path ? `${path}.${k}` : k, { get: () => rec[k] as Tensor, set: (v) => copyInto(rec[k] as Parameter, v) });
-        void p;
       }
       for (const [k, b] of m.ownBuffers()) if (b.persistent) out.set(path ? `${path}.${k}` : k, { get: () => b.value, set: (v) => copyInto(b.value, v) });
     }

@@ -175,3 +175,11 @@ test("train()/eval() propagate to every submodule", () => {
   m.train();
   assert.ok(m.namedModules().every(([, x]) => x.training));
 });
+
+test("a tied model loads its own state dict strictly (aliases are not expected keys)", async () => {
+  const { loadPretrained } = await import("../../src/models/index.ts");
+  const m = await loadPretrained("test/fixtures/models/gpt2");
+  const sd = m.stateDict();
+  assert.ok(!sd.has("lm_head.weight"));
+  assert.deepEqual(m.loadStateDict(sd), { missing: [], unexpected: [] });
+});
