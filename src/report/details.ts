@@ -4,7 +4,7 @@
  */
 import { escapeHtml as esc, formatCount, formatDuration, formatNumber, formatPercent, isNum } from "./format.ts";
 import { section } from "./sections.ts";
-import { barChart } from "./svg.ts";
+import { barChart, extent } from "./svg.ts";
 import type { RunRecord } from "./types.ts";
 
 function kv(items: [string, string][]): string {
@@ -48,10 +48,10 @@ export function datasetSection(run: RunRecord): string {
   const counts = Object.entries(d.classCounts ?? {}).filter((e): e is [string, number] => isNum(e[1]));
   if (counts.length > 1) {
     const vals = counts.map((c) => c[1]);
-    const lo = Math.min(...vals);
+    const [lo, hi] = extent(vals);
     items.push(
       ["classes", formatNumber(counts.length)],
-      ["imbalance (largest / smallest)", lo > 0 ? `${(Math.max(...vals) / lo).toFixed(1)}×` : "∞"],
+      ["imbalance (largest / smallest)", lo > 0 ? `${(hi / lo).toFixed(1)}×` : "∞"],
     );
   }
   const parts = [kv(items)];

@@ -168,6 +168,17 @@ export function smooth(points: readonly Point[], weight: number): Point[] {
   });
 }
 
+/** [min, max] of a non-empty array, without spreading it into arguments (long runs have 1e6 points). */
+export function extent(values: readonly number[]): [number, number] {
+  let lo = Number.POSITIVE_INFINITY;
+  let hi = Number.NEGATIVE_INFINITY;
+  for (const v of values) {
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
+  }
+  return [lo, hi];
+}
+
 /** One line of a {@link lineChart}. */
 export interface Series {
   name: string;
@@ -207,13 +218,12 @@ export function lineChart(series: readonly Series[], opts: LineChartOptions = {}
   const finite = (p: Point) => Number.isFinite(p[0]) && Number.isFinite(p[1]);
   const ys = all.filter(finite).map((p) => p[1]);
   if (ys.length === 0) return "";
-  const yLo = Math.min(...ys);
-  const yHi = Math.max(...ys);
+  const [yLo, yHi] = extent(ys);
   const log = opts.log === true ? yLo > 0 : opts.log === "auto" ? yLo > 0 && yHi / yLo >= 20 : false;
   const keep = (p: Point) => finite(p) && (!log || p[1] > 0);
   const dropped = all.length - all.filter(keep).length;
   const xs = all.filter(keep).map((p) => p[0]);
-  const xt = tightTicks(Math.min(...xs), Math.max(...xs), 6);
+  const xt = tightTicks(...extent(xs), 6);
   const yt = log ? logTicks(yLo, yHi) : niceTicks(yLo, yHi, 5);
   const x = linearScale(xt.min, xt.max, M.left, W - M.right);
   const y = (log ? logScale : linearScale)(yt.min, yt.max, H - M.bottom, M.top);

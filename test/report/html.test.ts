@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { renderReport, writeReport } from "../../src/report/html.ts";
 import type { RunRecord } from "../../src/report/types.ts";
-import { imageRun, lmRun, textRun } from "./fixture.ts";
+import { imageRun, lmRun, metricRows, textRun } from "./fixture.ts";
 
 const ALL = ["baselines", "curves", "confusion", "mistakes", "samples", "freeze", "dataset", "timing", "config"];
 
@@ -176,6 +176,14 @@ describe("renderReport", () => {
     const unverified = imageRun();
     if (unverified.freezeAudit) unverified.freezeAudit.verified = false;
     assert.match(renderReport(unverified), /✗ not verified/);
+  });
+
+  test("a long run (300k logged steps) stays small: every series downsampled to 600 points", () => {
+    const run = lmRun();
+    run.metrics = metricRows(300_000, 5_000, { lm: true });
+    const html = renderReport(run);
+    assert.ok(html.length < 150_000, `${html.length} bytes`);
+    for (const p of chartPaths(html)) assert.ok(p.declared <= 600 && p.actual === p.declared, JSON.stringify(p));
   });
 
   test("malformed values do not throw: NaN/null metrics, ragged confusion, missing fields", () => {
