@@ -49,3 +49,19 @@ describe("op fixtures (PyTorch), reference backend, float64", () => {
 test("every fixture case has a tunekit call", () => {
   assert.deepEqual(spec.cases.map((c) => c.name).filter((n) => !CASES[n]), []);
 });
+
+// The same suite on the native backend in float32 (it computes float32 only; float64 falls back
+// to the reference). Skipped, saying why, when the addon is not built.
+const native = await import("../../src/backend/native.ts").then((m) => m.loadNativeBackend());
+describe("op fixtures (PyTorch), native backend, float32", { skip: "error" in native ? `native backend unavailable: ${native.error}` : false }, () => {
+  for (const c of spec.cases) {
+    test(c.name, () => {
+      if ("backend" in native) setBackend(native.backend);
+      try {
+        runFixtureCase(c, "float32", 1e-5);
+      } finally {
+        setBackend(referenceBackend);
+      }
+    });
+  }
+});
