@@ -16,8 +16,11 @@ import {
   gelu,
   layerNorm,
   linear,
+  logSoftmax,
+  mean,
   mseLoss,
   mul,
+  neg,
   permute,
   relu,
   reshape,
@@ -25,10 +28,12 @@ import {
   silu,
   squeeze,
   sub,
+  sum,
   tanh,
   unsqueeze,
   where,
 } from "../ops/index.ts";
+import { fmtShape, ShapeError } from "../tensor/errors.ts";
 import { ones, rand, randn, type Tensor, zeros } from "../tensor/tensor.ts";
 import type { CreateOptions } from "./registry.ts";
 
@@ -234,9 +239,23 @@ export function sequenceClassificationLoss(
     const y = cast(labels, logits.dtype);
     return numLabels === 1 ? mseLoss(squeeze(logits), squeeze(y)) : mseLoss(logits, y);
   }
-  if (pt === "single_label_classification")
+  if (pt === "single_label_classification") {
+    // float (N, C) targets are probabilities (MixUp/CutMix, smoothing), as torch's cross_entropy takes them
+    if (labels.dtype !== "int32")
+      return softCrossEntropy(reshape(logits, [-1, numLabels]), reshape(labels, [-1, numLabels]));
     return crossEntropy(reshape(logits, [-1, numLabels]), reshape(labels, [-1]));
+  }
   return bceWithLogits(logits, cast(labels, logits.dtype));
+}
+
+/** Cross-entropy against class probabilities (N, C): mean over rows of -sum(target * log_softmax). */
+export function softCrossEntropy(logits: Tensor, target: Tensor): Tensor {
+  if (target.ndim !== 2 || target.shape[0] !== logits.shape[0] || target.shape[1] !== logits.shape[1]) {
+    throw new ShapeError(
+      `soft labels must have the logits' shape ${fmtShape(logits.shape)}, got ${fmtShape(target.shape)}`,
+    );
+  }
+  return mean(neg(sum(mul(cast(target, logits.dtype), logSoftmax(logits, 1)), 1)));
 }
 
 /** Token-classification loss: cross-entropy over every position, labels -100 ignored. */

@@ -6,15 +6,15 @@
  */
 import { type ConfigSource, getLabels, getNumber } from "../formats/hf-config.ts";
 import { Buffer, Module, Parameter } from "../nn/module.ts";
-import { batchNorm, conv2d, crossEntropy, linear, logSoftmax, mean, mul, neg, relu, relu6, sum } from "../ops/index.ts";
-import { fmtShape, ShapeError } from "../tensor/errors.ts";
+import { batchNorm, conv2d, crossEntropy, linear, relu, relu6 } from "../ops/index.ts";
+import { ShapeError } from "../tensor/errors.ts";
 import { ones, scalar, type Tensor, zeros } from "../tensor/tensor.ts";
-import { normalInit, uniformInit, writeLabels } from "./encoder-common.ts";
+import { normalInit, softCrossEntropy, uniformInit, writeLabels } from "./encoder-common.ts";
 import type { PretrainedModel, Task } from "./registry.ts";
 
 type Pair = number | [number, number];
 
-/** `nn.Conv2d`; weight init kaiming_normal_(mode="fan_out", relu) as torchvision's CNNs do. */
+/** `nn.Conv2d`; weight init kaiming_normal_(mode="fan_out", relu) as torchvision's CNNs do, or N(0, `std`). */
 export class Conv2d extends Module {
   weight: Parameter;
   bias: Parameter | null;
@@ -22,11 +22,12 @@ export class Conv2d extends Module {
     inC: number,
     outC: number,
     readonly kernel: number,
-    readonly opts: { stride?: Pair; padding?: Pair; groups?: number; bias?: boolean } = {},
+    readonly opts: { stride?: Pair; padding?: Pair; groups?: number; bias?: boolean; std?: number } = {},
   ) {
     super();
     const g = opts.groups ?? 1;
-    this.weight = new Parameter(normalInit([outC, inC / g, kernel, kernel], Math.sqrt(2 / (outC * kernel * kernel))));
+    const std = opts.std ?? Math.sqrt(2 / (outC * kernel * kernel));
+    this.weight = new Parameter(normalInit([outC, inC / g, kernel, kernel], std));
     this.bias = opts.bias ? new Parameter(zeros([outC])) : null;
   }
   forward(x: Tensor): Tensor {
@@ -140,13 +141,7 @@ export function readVisionLabels(src: ConfigSource): string[] {
  * float (N, C) targets (MixUp/CutMix soft labels) -> mean of -sum(target * log_softmax).
  */
 export function imageClassificationLoss(logits: Tensor, labels: Tensor): Tensor {
-  if (labels.dtype === "int32") return crossEntropy(logits, labels);
-  if (labels.ndim !== 2 || labels.shape[0] !== logits.shape[0] || labels.shape[1] !== logits.shape[1]) {
-    throw new ShapeError(
-      `soft labels must have the logits' shape ${fmtShape(logits.shape)}, got ${fmtShape(labels.shape)}`,
-    );
-  }
-  return mean(neg(sum(mul(labels, logSoftmax(logits, 1)), 1)));
+  return labels.dtype === "int32" ? crossEntropy(logits, labels) : softCrossEntropy(logits, labels);
 }
 
 // ---- the classifier base ----------------------------------------------------------------------
