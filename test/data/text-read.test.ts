@@ -54,6 +54,39 @@ describe("readers", () => {
     assert.equal(rows[9]!.values.review, 'The "twist" was brilliant');
   });
 
+  test("CSV line numbers hold with CRLF, a BOM, empty lines and multi-line fields", async () => {
+    const { mkdtemp, writeFile } = await import("node:fs/promises");
+    const { tmpdir } = await import("node:os");
+    const dir = await mkdtemp(join(tmpdir(), "tk-csv-"));
+    const body = 'text,label\n\na,b\n\n\nc,d\n"x\n\ny",z\nbad,line,here\n\ne,f';
+    for (const [name, text] of [
+      ["lf.csv", body],
+      ["crlf.csv", `\uFEFF${body.replace(/\n/g, "\r\n")}`],
+    ] as const) {
+      const p = join(dir, name);
+      await writeFile(p, text);
+      const skipped: SkippedLine[] = [];
+      const rows = await all(p, { skipInvalid: true, onSkip: (s) => skipped.push(s) });
+      // CRLF inside a quoted field reads as LF.
+      assert.deepEqual(
+        rows.map((r) => [r.line, r.values.text]),
+        [
+          [3, "a"],
+          [6, "c"],
+          [7, "x\n\ny"],
+          [12, "e"],
+        ],
+        name,
+      );
+      assert.deepEqual(
+        skipped.map((s) => s.line),
+        [10],
+        name,
+      );
+      await rejectsWith(all(p), "bad_csv", new RegExp(`${name}:10: expected 2 fields`));
+    }
+  });
+
   test("TSV: tab separated, quotes inside unquoted fields kept", async () => {
     const rows = await all(f("reviews.tsv"));
     assert.deepEqual(

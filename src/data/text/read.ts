@@ -16,6 +16,7 @@ import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import { extname } from "node:path";
 import { createInterface } from "node:readline";
+import { Transform } from "node:stream";
 import { type CsvError, parse } from "csv-parse";
 import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } from "hyparquet";
 import { compressors } from "hyparquet-compressors";
@@ -142,11 +143,34 @@ async function* readJsonl(path: string, options: ReadOptions): AsyncGenerator<Da
   }
 }
 
-/** First line of a csv-parse record from its last line and raw text. */
+/**
+ * First line of a csv-parse record from its `lines` counter (the record's last line) and raw
+ * text. `raw` ends with the record's LF and starts with the empty lines skipped before it, which
+ * are not part of the record. Input is normalised to LF first: csv-parse counts CRLF
+ * inconsistently.
+ */
 function startLine(lines: number, raw: string | undefined): number {
   if (!raw) return lines;
-  const newlines = raw.split("\n").length - 1;
-  return lines - newlines + (raw.endsWith("\n") ? 1 : 0);
+  const body = raw.replace(/^\n+/, "");
+  const newlines = body.split("\n").length - 1;
+  return lines - newlines + (body.endsWith("\n") ? 1 : 0);
+}
+
+/** CRLF -> LF, streaming (a CR at the end of a chunk waits for the next one). */
+function crlfToLf(): Transform {
+  let pendingCr = false;
+  return new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      let s = (pendingCr ? "\r" : "") + chunk.toString("latin1");
+      pendingCr = s.endsWith("\r");
+      if (pendingCr) s = s.slice(0, -1);
+      // latin1 maps bytes 1:1, so multi-byte UTF-8 split across chunks survives untouched.
+      done(null, Buffer.from(s.replace(/\r\n/g, "\n"), "latin1"));
+    },
+    flush(done) {
+      done(null, pendingCr ? Buffer.from("\r") : null);
+    },
+  });
 }
 
 function csvReason(err: CsvError): string {
@@ -172,31 +196,33 @@ async function* readDelimited(path: string, delimiter: string, options: ReadOpti
     new DataError(path, "bad_csv", csvReason(err), {
       line: startLine(err.lines as number, err.raw as string | undefined),
     });
-  const parser = createReadStream(path).pipe(
-    parse({
-      delimiter,
-      columns: (header: string[]) => {
-        const seen = new Set<string>();
-        for (const h of header) {
-          if (h === "") throw new DataError(path, "bad_csv", "the header has an empty column name", { line: 1 });
-          if (seen.has(h))
-            throw new DataError(path, "bad_csv", `the header names column ${JSON.stringify(h)} twice`, { line: 1 });
-          seen.add(h);
-        }
-        return header;
-      },
-      bom: true,
-      info: true,
-      raw: true,
-      relax_quotes: true,
-      skip_empty_lines: true,
-      skip_records_with_error: options.skipInvalid ?? false,
-      on_skip: (err) => {
-        if (err) options.onSkip?.(toError(err).toSkipped());
-        return undefined;
-      },
-    }),
-  );
+  const parser = createReadStream(path)
+    .pipe(crlfToLf())
+    .pipe(
+      parse({
+        delimiter,
+        columns: (header: string[]) => {
+          const seen = new Set<string>();
+          for (const h of header) {
+            if (h === "") throw new DataError(path, "bad_csv", "the header has an empty column name", { line: 1 });
+            if (seen.has(h))
+              throw new DataError(path, "bad_csv", `the header names column ${JSON.stringify(h)} twice`, { line: 1 });
+            seen.add(h);
+          }
+          return header;
+        },
+        bom: true,
+        info: true,
+        raw: true,
+        relax_quotes: true,
+        skip_empty_lines: true,
+        skip_records_with_error: options.skipInvalid ?? false,
+        on_skip: (err) => {
+          if (err) options.onSkip?.(toError(err).toSkipped());
+          return undefined;
+        },
+      }),
+    );
   try {
     for await (const rec of parser as AsyncIterable<{
       record: Record<string, string>;
