@@ -4,12 +4,16 @@
 // logits after it; then the freeze contract (frozen BN = inference mode, stats untouched), head
 // replacement and the feature/head split.
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, test } from "node:test";
 import { backward, noGrad } from "../../src/autograd/index.ts";
 import { INVERTED_RESIDUAL_SETTING, type MobileNetV2, makeDivisible } from "../../src/models/mobilenet_v2.ts";
+import { loadPretrained, saveModel } from "../../src/models/pretrained.ts";
 import { getArchitecture } from "../../src/models/registry.ts";
 import { type Tensor, tensor } from "../../src/tensor/tensor.ts";
-import { loadJson, loadTensors } from "../helpers.ts";
+import { FIXTURES, loadJson, loadTensors } from "../helpers.ts";
 
 interface VisionRef {
   inputs: { pixel_values: unknown };
@@ -193,5 +197,45 @@ describe("mobilenet_v2 freeze contract and head", () => {
     assert.equal(m.numFeatures, 1280);
     assert.equal(m.numClasses, 1000);
     assert.equal(m.numParameters(), 3504872); // torchvision mobilenet_v2()
+  });
+});
+
+describe("mobilenet_v2 through loadPretrained / saveModel", () => {
+  const dir = join(FIXTURES, "models/mobilenet_v2");
+  test("loads the torchvision folder (config 'architecture') and saves a folder that loads back", async () => {
+    const m = (await loadPretrained(dir, { onWarning: () => {} })) as unknown as MobileNetV2;
+    assert.ok(
+      maxAbs(
+        noGrad(() => m.forward({ pixelValues: pixels }).logits),
+        flat(ref.logits_eval),
+      ) < 1e-4,
+    );
+    const out = mkdtempSync(join(tmpdir(), "tunekit-mnv2-"));
+    try {
+      m.replaceHead(2, ["neg", "pos"]);
+      await saveModel(m, out);
+      const back = (await loadPretrained(out, { onWarning: () => {} })) as unknown as MobileNetV2;
+      assert.deepEqual(back.config.id2label, { 0: "neg", 1: "pos" });
+      const a = noGrad(() => m.eval().forward({ pixelValues: pixels }).logits);
+      assert.equal(
+        maxAbs(
+          noGrad(() => back.forward({ pixelValues: pixels }).logits),
+          a.toList(),
+        ),
+        0,
+      );
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
+  });
+
+  test("asking for new labels gives a new head with those names, the backbone from the checkpoint", async () => {
+    const warnings: string[] = [];
+    const loaded = await loadPretrained(dir, { id2label: ["x", "y"], onWarning: (w) => warnings.push(w) });
+    const m = loaded as unknown as MobileNetV2;
+    assert.equal(m.numClasses, 2);
+    assert.equal(m.config.num_classes, 2);
+    assert.deepEqual(loaded.loadReport.newlyInitialized.sort(), ["classifier.1.bias", "classifier.1.weight"]);
+    assert.ok(warnings.some((w) => w.includes("newly initialized")));
   });
 });
