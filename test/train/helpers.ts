@@ -6,7 +6,10 @@ import type { EncodedDataset } from "../../src/data/text/encode.ts";
 import { getArchitecture, type PretrainedModel, type Task } from "../../src/models/index.ts";
 import { Generator, manualSeed } from "../../src/tensor/rng.ts";
 
-const FIX = new URL("../fixtures/models/", import.meta.url);
+// The resume test runs a bundled copy of a child script from elsewhere: it passes the folder.
+const FIX = process.env.TUNEKIT_FIXTURE_MODELS
+  ? new URL(`file://${process.env.TUNEKIT_FIXTURE_MODELS.replace(/\/?$/, "/")}`)
+  : new URL("../fixtures/models/", import.meta.url);
 
 /** The fixture config of `name` (gpt2, bert, distilbert, llama, mobilenet_v2). */
 export function fixtureConfig(name: string): Record<string, unknown> {
