@@ -212,9 +212,11 @@ function machine(threads: number, torchVersion: string | null): Record<string, s
   const cpu = /model name\s*:\s*(.*)/.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1] ?? "unknown";
   const flags = /flags\s*:\s*(.*)/.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1].split(" ") ?? [];
   const isa = ["avx512f", "avx512_bf16", "avx2", "fma"].filter((f) => flags.includes(f)).join(", ");
-  let commit = "unknown";
+  // BENCH_COMMIT: for runs from an exported snapshot (git archive) that has no .git.
+  let commit = process.env.BENCH_COMMIT ?? "unknown";
   try {
-    commit = execSync("git rev-parse --short HEAD", { cwd: ROOT, encoding: "utf8" }).trim();
+    commit = execSync("git rev-parse --short HEAD", { cwd: ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
+    if (execSync("git status --porcelain -- src native", { cwd: ROOT, encoding: "utf8" }).trim()) commit += " + uncommitted changes in src/native";
   } catch {}
   return {
     cpu: `${cpu} (${isa})`,
