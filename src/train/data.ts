@@ -178,6 +178,8 @@ export class FeatureSource implements BatchSource {
     readonly batchSize: number,
     readonly seed: number,
     readonly shuffle = true,
+    /** The epoch order (default: a seeded shuffle like the text loader's); images pass their loader's order. */
+    private readonly orderOf?: (epoch: number) => number[],
   ) {}
   get numExamples() {
     return this.features.length / this.dim;
@@ -190,8 +192,9 @@ export class FeatureSource implements BatchSource {
   }
   private epochOrder(): number[] {
     if (this.order?.epoch === this.epoch) return this.order.idx;
-    const idx = Array.from({ length: this.numExamples }, (_, i) => i);
-    if (this.shuffle) new Generator(epochSeed(this.seed, this.epoch)).shuffle(idx);
+    let idx = Array.from({ length: this.numExamples }, (_, i) => i);
+    if (this.shuffle && this.orderOf) idx = this.orderOf(this.epoch);
+    else if (this.shuffle) new Generator(epochSeed(this.seed, this.epoch)).shuffle(idx);
     this.order = { epoch: this.epoch, idx };
     return idx;
   }

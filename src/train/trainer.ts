@@ -27,7 +27,8 @@ import { Tensor } from "../tensor/tensor.ts";
 import { type FrozenSnapshot, snapshotFrozen } from "./audit.ts";
 import { checkpointName, findLatestCheckpoint, loadCheckpoint, pruneCheckpoints, saveCheckpoint } from "./checkpoint.ts";
 import { configHash, configJson, type ResolvedConfig, resolveConfig, type TrainerConfig } from "./config.ts";
-import { type BatchSource, computeFeatures, type EvalSource, evalSource, FeatureSource, isSeparable, type TrainBatch, trainSource } from "./data.ts";
+import { ImageLoader } from "../data/images/loader.ts";
+import { type BatchSource, computeFeatures, type ImageDataSpec, type EvalSource, evalSource, FeatureSource, isSeparable, type TrainBatch, trainSource } from "./data.ts";
 import { type EvalResult, evaluate, forwardBatch } from "./evaluate.ts";
 import { JsonlLogger, type Logger, ProgressLogger, type TrainerCallback } from "./loggers.ts";
 import { EarlyStopping } from "./metrics.ts";
@@ -179,11 +180,14 @@ export class Trainer {
     const c = this.config;
     const o = this.options;
     const spec = o.train as { transform?: { augment?: unknown }; mix?: unknown };
-    const noAug = spec.transform !== undefined && !spec.transform.augment && !spec.mix;
+    const noAug = spec.transform !== undefined && "dataset" in spec && !spec.transform.augment && !spec.mix;
     if (c.strategy.name === "head" && c.strategy.cacheFeatures !== false && isSeparable(this.model) && noAug) {
       // Head-only on a frozen backbone without augmentation: features once, then only the head runs.
       const tr = await computeFeatures(this.model, evalSource(o.train, { batchSize: c.evalBatchSize }));
-      const fs = new FeatureSource(tr.features, tr.dim, tr.labels, c.batchSize, c.seed);
+      // Same batches as the image loader would give: its epoch order over the cached rows.
+      const img = o.train as ImageDataSpec;
+      const ref = new ImageLoader(img.dataset, { transform: img.transform, batchSize: c.batchSize, seed: c.seed, workers: 0 });
+      const fs = new FeatureSource(tr.features, tr.dim, tr.labels, c.batchSize, c.seed, true, (e) => ref.epochOrder(e));
       this.src = fs;
       if (o.eval) {
         const ev = await computeFeatures(this.model, evalSource(o.eval, { batchSize: c.evalBatchSize }));
