@@ -15,13 +15,32 @@ function fill(t: Tensor, op: string, f: () => number): Tensor {
   return t;
 }
 
+let randomInitOff = 0;
+
+/**
+ * Runs `fn` with the random initialisers (`uniform_`, `normal_` and those built on them) turned
+ * into no-ops, so fresh parameters stay zero (HF `no_init_weights`): for building a model whose
+ * weights a checkpoint is about to overwrite. Fixed fills (`ones_`, `zeros_`) still run.
+ * @example const model = noInit(() => new Linear(4096, 4096));   // zeros, no random draws
+ */
+export function noInit<T>(fn: () => T): T {
+  randomInitOff++;
+  try {
+    return fn();
+  } finally {
+    randomInitOff--;
+  }
+}
+
 /** Uniform in [a, b) (`nn.init.uniform_`). */
 export function uniform_(t: Tensor, a = 0, b = 1, g: Generator = defaultGenerator): Tensor {
+  if (randomInitOff) return t;
   return fill(t, "uniform_", () => a + (b - a) * g.random());
 }
 
 /** Normal(mean, std) (`nn.init.normal_`). */
 export function normal_(t: Tensor, mean = 0, std = 1, g: Generator = defaultGenerator): Tensor {
+  if (randomInitOff) return t;
   return fill(t, "normal_", () => mean + std * g.normal());
 }
 

@@ -8,7 +8,7 @@ import * as F from "../ops/index.ts";
 import { ValueError } from "../tensor/errors.ts";
 import { defaultGenerator, type Generator } from "../tensor/rng.ts";
 import { empty, type Tensor } from "../tensor/tensor.ts";
-import { kaimingUniform_, normal_, uniform_ } from "./init.ts";
+import { fans, kaimingUniform_, noInit, normal_, uniform_, zeros_ } from "./init.ts";
 import { Module, Parameter } from "./module.ts";
 
 /** Options shared by layers that create parameters. */
@@ -17,6 +17,51 @@ export interface LayerOptions {
   dtype?: "float32" | "float64";
   /** Source of the initial values (the default generator when omitted). */
   generator?: Generator;
+  /**
+   * Leave the random parameters at zero (no draws): a checkpoint will overwrite them. Fixed values
+   * (norm weights of one, an Embedding's padding row) are still set. `noInit` does this for a whole build.
+   */
+  skipInit?: boolean;
+}
+
+/** Options of the layers with a weight and a bias (Linear, Conv2d). */
+export interface AffineOptions extends LayerOptions {
+  bias?: boolean;
+  /**
+   * Weight ~ N(0, std²) and bias 0 (HF `_init_weights` with `initializer_range`, torchvision's
+   * normal inits) instead of PyTorch's default uniform(±1/sqrt(fan_in)).
+   */
+  std?: number;
+}
+
+/** What `resetParameters()` needs to draw again: the generator and the init chosen at construction. */
+interface InitSpec {
+  generator: Generator;
+  std?: number;
+  skipInit?: boolean;
+}
+
+function initSpec(opts: LayerOptions & { std?: number }): InitSpec {
+  return { generator: opts.generator ?? defaultGenerator, std: opts.std, skipInit: opts.skipInit };
+}
+
+/** Runs a layer's first initialisation, or nothing random when the layer was built with `skipInit`. */
+function firstInit(spec: InitSpec, reset: () => void): void {
+  if (spec.skipInit) noInit(reset);
+  else reset();
+}
+
+/** Weight and bias of Linear/Conv2d: N(0, std) and 0 with `std`, else PyTorch's `reset_parameters`. */
+function initAffine_(weight: Parameter, bias: Parameter | null, spec: InitSpec): void {
+  const g = spec.generator;
+  if (spec.std !== undefined) {
+    normal_(weight, 0, spec.std, g);
+    if (bias) zeros_(bias);
+    return;
+  }
+  kaimingUniform_(weight, Math.sqrt(5), g);
+  const bound = 1 / Math.sqrt(fans(weight.shape)[0]);
+  if (bias) uniform_(bias, -bound, bound, g);
 }
 
 /** A module with a one-tensor forward (what Sequential chains). */
@@ -31,23 +76,28 @@ export function param(shape: readonly number[], opts: LayerOptions = {}): Parame
 
 /**
  * `nn.Linear`: y = x W^T + b, weight (out, in). Init as PyTorch: kaiming-uniform(a=sqrt 5), so
- * weight and bias are uniform in ±1/sqrt(in).
+ * weight and bias are uniform in ±1/sqrt(in); with `std`, N(0, std) and zero bias (HF).
  * @example const fc = new Linear(768, 2); const logits = fc.forward(h);
+ * @example const q = new Linear(768, 768, { std: 0.02, skipInit: true });   // HF layer, weights to be loaded
  */
 export class Linear extends Module {
   weight: Parameter;
   bias: Parameter | null;
+  private readonly _init: InitSpec;
   constructor(
     readonly inFeatures: number,
     readonly outFeatures: number,
-    opts: LayerOptions & { bias?: boolean } = {},
+    opts: AffineOptions = {},
   ) {
     super();
-    const g = opts.generator ?? defaultGenerator;
     this.weight = param([outFeatures, inFeatures], opts);
-    kaimingUniform_(this.weight, Math.sqrt(5), g);
     this.bias = opts.bias === false ? null : param([outFeatures], opts);
-    if (this.bias) uniform_(this.bias, -1 / Math.sqrt(inFeatures), 1 / Math.sqrt(inFeatures), g);
+    this._init = initSpec(opts);
+    firstInit(this._init, () => this.resetParameters());
+  }
+  /** Draws fresh values in place (`reset_parameters`; the loader calls it for a head the checkpoint lacks). */
+  resetParameters(): void {
+    initAffine_(this.weight, this.bias, this._init);
   }
   forward(x: Tensor): Tensor {
     return F.linear(x, this.weight, this.bias);
@@ -55,27 +105,34 @@ export class Linear extends Module {
 }
 
 /**
- * `nn.Embedding` (weight (num, dim), init N(0, 1)). With `paddingIdx` that row starts at zero and
- * receives no gradient, as in PyTorch.
+ * `nn.Embedding` (weight (num, dim), init N(0, 1), or N(0, std) with `std`). With `paddingIdx`
+ * that row starts at zero and receives no gradient, as in PyTorch.
  * @example const wte = new Embedding(50257, 768); const h = wte.forward(ids);
  */
 export class Embedding extends Module {
   weight: Parameter;
   readonly paddingIdx: number | null;
+  private readonly _init: InitSpec;
   constructor(
     readonly numEmbeddings: number,
     readonly embeddingDim: number,
-    opts: LayerOptions & { paddingIdx?: number } = {},
+    opts: LayerOptions & { paddingIdx?: number; std?: number } = {},
   ) {
     super();
-    this.weight = param([numEmbeddings, embeddingDim], opts);
-    normal_(this.weight, 0, 1, opts.generator ?? defaultGenerator);
     let p = opts.paddingIdx ?? null;
     if (p !== null && p < 0) p += numEmbeddings;
     if (p !== null && (p < 0 || p >= numEmbeddings))
       throw new ValueError(`Embedding: paddingIdx ${opts.paddingIdx} out of range for ${numEmbeddings} embeddings`);
     this.paddingIdx = p;
-    if (p !== null) this.weight.data.fill(0, p * embeddingDim, (p + 1) * embeddingDim);
+    this.weight = param([numEmbeddings, embeddingDim], opts);
+    this._init = initSpec(opts);
+    firstInit(this._init, () => this.resetParameters());
+  }
+  /** Draws fresh values in place, the padding row zero (`reset_parameters`). */
+  resetParameters(): void {
+    normal_(this.weight, 0, this._init.std ?? 1, this._init.generator);
+    const p = this.paddingIdx;
+    if (p !== null) this.weight.data.fill(0, p * this.embeddingDim, (p + 1) * this.embeddingDim);
   }
   forward(ids: Tensor): Tensor {
     const y = F.embedding(this.weight, ids);
@@ -90,7 +147,7 @@ type Pair = number | [number, number];
 
 /**
  * `nn.Conv2d`: weight (out, in/groups, kh, kw), bias (out); PyTorch default init (bound
- * 1/sqrt(in/groups*kh*kw)).
+ * 1/sqrt(in/groups*kh*kw)), or N(0, std) and zero bias with `std`.
  * @example new Conv2d(3, 16, 3, { padding: 1 })
  */
 export class Conv2d extends Module {
@@ -100,11 +157,12 @@ export class Conv2d extends Module {
   readonly padding: Pair;
   readonly dilation: Pair;
   readonly groups: number;
+  private readonly _init: InitSpec;
   constructor(
     readonly inChannels: number,
     readonly outChannels: number,
     kernelSize: Pair,
-    opts: LayerOptions & { stride?: Pair; padding?: Pair; dilation?: Pair; groups?: number; bias?: boolean } = {},
+    opts: AffineOptions & { stride?: Pair; padding?: Pair; dilation?: Pair; groups?: number } = {},
   ) {
     super();
     const [kh, kw] = typeof kernelSize === "number" ? [kernelSize, kernelSize] : kernelSize;
@@ -116,12 +174,14 @@ export class Conv2d extends Module {
     this.stride = opts.stride ?? 1;
     this.padding = opts.padding ?? 0;
     this.dilation = opts.dilation ?? 1;
-    const g = opts.generator ?? defaultGenerator;
     this.weight = param([outChannels, inChannels / this.groups, kh, kw], opts);
-    kaimingUniform_(this.weight, Math.sqrt(5), g);
-    const bound = 1 / Math.sqrt((inChannels / this.groups) * kh * kw);
     this.bias = opts.bias === false ? null : param([outChannels], opts);
-    if (this.bias) uniform_(this.bias, -bound, bound, g);
+    this._init = initSpec(opts);
+    firstInit(this._init, () => this.resetParameters());
+  }
+  /** Draws fresh values in place (`reset_parameters`). */
+  resetParameters(): void {
+    initAffine_(this.weight, this.bias, this._init);
   }
   forward(x: Tensor): Tensor {
     return F.conv2d(x, this.weight, this.bias, {
