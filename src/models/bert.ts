@@ -9,21 +9,17 @@
  * const { logits, loss } = model.forward({ inputIds, attentionMask, tokenTypeIds, labels });
  */
 import { type ConfigSource, getNumber, getString } from "../formats/hf-config.ts";
+import { Dropout, Embedding, Linear } from "../nn/layers.ts";
 import { Module } from "../nn/module.ts";
+import { LayerNorm } from "../nn/norm.ts";
 import { add, scaledDotProductAttention, select, tanh } from "../ops/index.ts";
 import { ValueError } from "../tensor/errors.ts";
 import { arange, type Tensor, zeros } from "../tensor/tensor.ts";
+import { type Activation, activation, buildModel, paddingIdx } from "./common.ts";
 import {
-  type Activation,
-  activation,
-  buildModel,
-  Dropout,
-  Embedding,
   type EncoderOutput,
   extendedAttentionMask,
   IGNORE_POSITION_IDS,
-  LayerNorm,
-  Linear,
   type ModelOutput,
   mergeHeads,
   readHeadConfig,
@@ -98,15 +94,13 @@ export class BertEmbeddings extends Module {
   dropout: Dropout;
   constructor(c: BertConfig, positionPaddingIdx: number | null = null) {
     super();
-    this.word_embeddings = new Embedding(c.vocab_size, c.hidden_size, c.pad_token_id, c.initializer_range);
-    this.position_embeddings = new Embedding(
-      c.max_position_embeddings,
-      c.hidden_size,
-      positionPaddingIdx,
-      c.initializer_range,
-    );
-    this.token_type_embeddings = new Embedding(c.type_vocab_size, c.hidden_size, null, c.initializer_range);
-    this.LayerNorm = new LayerNorm(c.hidden_size, c.layer_norm_eps);
+    const std = c.initializer_range;
+    const pad = paddingIdx(c.pad_token_id, c.vocab_size);
+    this.word_embeddings = new Embedding(c.vocab_size, c.hidden_size, { paddingIdx: pad, std });
+    const posPad = paddingIdx(positionPaddingIdx, c.max_position_embeddings);
+    this.position_embeddings = new Embedding(c.max_position_embeddings, c.hidden_size, { paddingIdx: posPad, std });
+    this.token_type_embeddings = new Embedding(c.type_vocab_size, c.hidden_size, { std });
+    this.LayerNorm = new LayerNorm(c.hidden_size, { eps: c.layer_norm_eps });
     this.dropout = new Dropout(c.hidden_dropout_prob);
   }
   /** `positionIds` (B, T) or (T); defaults to 0..T-1 (BERT). */
@@ -157,7 +151,7 @@ export class BertResidualOutput extends Module {
   constructor(inDim: number, c: BertConfig) {
     super();
     this.dense = new Linear(inDim, c.hidden_size, { std: c.initializer_range });
-    this.LayerNorm = new LayerNorm(c.hidden_size, c.layer_norm_eps);
+    this.LayerNorm = new LayerNorm(c.hidden_size, { eps: c.layer_norm_eps });
     this.dropout = new Dropout(c.hidden_dropout_prob);
   }
   forward(h: Tensor, residual: Tensor): Tensor {

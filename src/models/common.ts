@@ -1,78 +1,42 @@
 /**
- * Building blocks shared by the decoder architectures: small modules over `Parameter`s + ops
- * (HF parameter names: `weight`, `bias`), rotary tables with HF's `rope_scaling` variants, the
- * attention-mask builder, the KV cache and parameter helpers used by the loader.
- *
- * The layers here are deliberately minimal; they use the same field names as `torch.nn` so a state
- * dict written by `transformers` loads without renaming.
+ * What every architecture shares: the `skipInit` build wrapper, the HF `ACT2FN` table, GPT-2's
+ * `Conv1D`, rotary tables with HF's `rope_scaling` variants, the attention-mask builder, the KV
+ * cache and parameter helpers used by the loader. Layers with `torch.nn` names (Linear, Embedding,
+ * LayerNorm, RMSNorm, ...) come from `src/nn`.
  */
 
 import { ConfigError, type ConfigSource, getNumber, getString } from "../formats/hf-config.ts";
+import { noInit, normal_ } from "../nn/init.ts";
+import { param } from "../nn/layers.ts";
 import { Module, Parameter } from "../nn/module.ts";
-import {
-  add,
-  cat,
-  embedding,
-  gelu,
-  layerNorm,
-  linear,
-  matmul,
-  mul,
-  relu,
-  reshape,
-  rmsNorm,
-  sigmoid,
-  silu,
-  tanh,
-  where,
-} from "../ops/index.ts";
+import { add, cat, gelu, matmul, mul, relu, reshape, sigmoid, silu, tanh } from "../ops/index.ts";
 import { ValueError } from "../tensor/errors.ts";
-import { ones, randn, type Tensor, tensor, zeros } from "../tensor/tensor.ts";
+import { type Tensor, tensor } from "../tensor/tensor.ts";
+import type { CreateOptions } from "./registry.ts";
 
 /** Float32 `finfo.min`: what HF adds to masked attention scores. */
 export const MASK_MIN = -3.4028234663852886e38;
 
-/** Options for parameter initialisation: HF `_init_weights` draws N(0, std) for weights. */
-export interface InitOptions {
-  std: number;
-  /** Skip the random draw (zeros) because a checkpoint will overwrite the values. */
-  skipInit?: boolean;
+/**
+ * Builds a model with `fn`; with `skipInit` (`CreateOptions.skipInit`: a checkpoint is about to
+ * overwrite every weight) the random initialisers draw nothing and leave zeros (`nn.noInit`).
+ * Fixed values (norm weights of one, sinusoids) are unaffected.
+ */
+export function buildModel<T>(opts: CreateOptions | undefined, fn: () => T): T {
+  return opts?.skipInit ? noInit(fn) : fn();
 }
 
-export function initNormal(shape: number[], o: InitOptions): Parameter {
-  if (o.skipInit) return new Parameter(zeros(shape));
-  return new Parameter(mul(randn(shape), o.std).detach());
-}
-
-/** `nn.Linear`: weight (out, in), optional bias (HF inits the bias to zero). */
-export class Linear extends Module {
-  weight: Parameter;
-  bias: Parameter | null;
-  private readonly _std: number;
-  constructor(inF: number, outF: number, bias: boolean, init: InitOptions) {
-    super();
-    this.weight = initNormal([outF, inF], init);
-    this.bias = bias ? new Parameter(zeros([outF])) : null;
-    this._std = init.std;
-  }
-  /** Draws fresh weights (HF `_init_weights`): what the loader does for a head the checkpoint lacks. */
-  resetParameters(): void {
-    this.weight = initNormal([...this.weight.shape], { std: this._std });
-    if (this.bias) this.bias = new Parameter(zeros([...this.bias.shape]));
-  }
-  forward(x: Tensor): Tensor {
-    return linear(x, this.weight, this.bias);
-  }
-}
-
-/** GPT-2's `Conv1D`: a linear layer whose weight is stored transposed, (in, out). */
+/**
+ * GPT-2's `Conv1D`: a linear layer whose weight is stored transposed, (in, out); weight N(0, std),
+ * bias zero (HF `_init_weights`). LoRA wraps it with PEFT's `fan_in_fan_out`.
+ */
 export class Conv1D extends Module {
   weight: Parameter;
   bias: Parameter;
-  constructor(inF: number, outF: number, init: InitOptions) {
+  constructor(inF: number, outF: number, std: number) {
     super();
-    this.weight = initNormal([inF, outF], init);
-    this.bias = new Parameter(zeros([outF]));
+    this.weight = normal_(param([inF, outF]), 0, std) as Parameter;
+    this.bias = param([outF]);
   }
   forward(x: Tensor): Tensor {
     const lead = x.shape.slice(0, -1);
@@ -81,84 +45,40 @@ export class Conv1D extends Module {
   }
 }
 
-/** `nn.Embedding`; with `paddingIdx` that row gets no gradient (PyTorch semantics). */
-export class Embedding extends Module {
-  weight: Parameter;
-  constructor(
-    num: number,
-    dim: number,
-    init: InitOptions,
-    readonly paddingIdx?: number,
-  ) {
-    super();
-    this.weight = initNormal([num, dim], init);
-    if (paddingIdx !== undefined && !init.skipInit && paddingIdx < num)
-      this.weight.data.fill(0, paddingIdx * dim, (paddingIdx + 1) * dim);
-  }
-  forward(ids: Tensor): Tensor {
-    const y = embedding(this.weight, ids);
-    const p = this.paddingIdx;
-    if (p === undefined || !this.weight.requiresGrad || !ids.toFloat64Array().includes(p)) return y;
-    // Same values; the detached branch at padding positions stops their gradient.
-    const isPad = tensor(
-      Uint8Array.from(ids.toFloat64Array(), (v) => (v === p ? 1 : 0)),
-      { shape: [...ids.shape, 1], dtype: "bool" },
-    );
-    return where(isPad, y.detach(), y);
-  }
+/**
+ * The `padding_idx` an embedding of `num` rows gets for `pad_token_id`: none when the config's id
+ * is not a row (some checkpoints set it past the vocabulary; they are loaded without one).
+ */
+export function paddingIdx(padTokenId: number | null | undefined, num: number): number | undefined {
+  return padTokenId != null && padTokenId >= 0 && padTokenId < num ? padTokenId : undefined;
 }
 
-export class LayerNorm extends Module {
-  weight: Parameter;
-  bias: Parameter;
-  constructor(
-    readonly dim: number,
-    readonly eps: number,
-  ) {
-    super();
-    this.weight = new Parameter(ones([dim]));
-    this.bias = new Parameter(zeros([dim]));
-  }
-  forward(x: Tensor): Tensor {
-    return layerNorm(x, [this.dim], this.weight, this.bias, this.eps);
-  }
-}
-
-export class RMSNorm extends Module {
-  weight: Parameter;
-  constructor(
-    dim: number,
-    readonly eps: number,
-  ) {
-    super();
-    this.weight = new Parameter(ones([dim]));
-  }
-  forward(x: Tensor): Tensor {
-    return rmsNorm(x, this.weight, this.eps);
-  }
-}
+export type Activation = (x: Tensor) => Tensor;
 
 /** HF `ACT2FN` names we support. */
-export function activation(name: string, file = "config.json"): (x: Tensor) => Tensor {
-  switch (name) {
-    case "gelu_new":
-    case "gelu_pytorch_tanh":
-    case "gelu_fast":
-      return (x) => gelu(x, "tanh");
-    case "gelu":
-      return (x) => gelu(x);
-    case "silu":
-    case "swish":
-      return silu;
-    case "relu":
-      return relu;
-    case "tanh":
-      return tanh;
-    case "quick_gelu":
-      return (x) => mul(x, sigmoid(mul(x, 1.702)));
-    default:
-      throw new ConfigError(file, "hidden_act", "bad_value", `activation '${name}' is not supported`);
-  }
+export const ACT2FN: Readonly<Record<string, Activation>> = {
+  gelu: (x) => gelu(x),
+  gelu_new: (x) => gelu(x, "tanh"),
+  gelu_pytorch_tanh: (x) => gelu(x, "tanh"),
+  gelu_fast: (x) => gelu(x, "tanh"),
+  quick_gelu: (x) => mul(x, sigmoid(mul(x, 1.702))),
+  relu: (x) => relu(x),
+  silu: (x) => silu(x),
+  swish: (x) => silu(x),
+  tanh: (x) => tanh(x),
+};
+
+/** Looks up `hidden_act` (or another `key`), failing with the config file and key on unknown names. */
+export function activation(name: string, file = "config.json", key = "hidden_act"): Activation {
+  const fn = Object.hasOwn(ACT2FN, name) ? ACT2FN[name] : undefined;
+  if (!fn)
+    throw new ConfigError(
+      file,
+      key,
+      "bad_value",
+      `activation '${name}' is not supported; known: ${Object.keys(ACT2FN).join(", ")}`,
+    );
+  return fn;
 }
 
 // ---- rotary embeddings with rope_scaling ------------------------------------------------------

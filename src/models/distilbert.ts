@@ -10,22 +10,18 @@
  * const { logits, loss } = model.forward({ inputIds, attentionMask, labels });
  */
 import { type ConfigSource, getBool, getNumber, getString } from "../formats/hf-config.ts";
+import { Dropout, Embedding, Linear } from "../nn/layers.ts";
 import { Module, Parameter } from "../nn/module.ts";
+import { LayerNorm } from "../nn/norm.ts";
 import { add, relu, scaledDotProductAttention, select } from "../ops/index.ts";
 import { ValueError } from "../tensor/errors.ts";
 import { arange, type Tensor, tensor } from "../tensor/tensor.ts";
 import { modelConfig } from "./bert.ts";
+import { type Activation, activation, buildModel, paddingIdx } from "./common.ts";
 import {
-  type Activation,
-  activation,
-  buildModel,
-  Dropout,
-  Embedding,
   type EncoderOutput,
   extendedAttentionMask,
   IGNORE_POSITION_IDS,
-  LayerNorm,
-  Linear,
   type ModelOutput,
   mergeHeads,
   readHeadConfig,
@@ -97,12 +93,13 @@ export class DistilBertEmbeddings extends Module {
   dropout: Dropout;
   constructor(c: DistilBertConfig) {
     super();
-    this.word_embeddings = new Embedding(c.vocab_size, c.dim, c.pad_token_id, c.initializer_range);
-    this.position_embeddings = new Embedding(c.max_position_embeddings, c.dim, null, c.initializer_range);
+    const std = c.initializer_range;
+    this.word_embeddings = new Embedding(c.vocab_size, c.dim, { paddingIdx: paddingIdx(c.pad_token_id, c.vocab_size), std });
+    this.position_embeddings = new Embedding(c.max_position_embeddings, c.dim, { std });
     // Fixed sinusoids are not trained (HF sets requires_grad False) but are saved in the state dict.
     if (c.sinusoidal_pos_embds)
       this.position_embeddings.weight = new Parameter(sinusoidalEmbeddings(c.max_position_embeddings, c.dim), false);
-    this.LayerNorm = new LayerNorm(c.dim, 1e-12);
+    this.LayerNorm = new LayerNorm(c.dim, { eps: 1e-12 });
     this.dropout = new Dropout(c.dropout);
   }
   forward(inputIds: Tensor, positionIds?: Tensor | null): Tensor {
@@ -170,9 +167,9 @@ export class TransformerBlock extends Module {
   constructor(c: DistilBertConfig, file: string) {
     super();
     this.attention = new MultiHeadSelfAttention(c);
-    this.sa_layer_norm = new LayerNorm(c.dim, 1e-12);
+    this.sa_layer_norm = new LayerNorm(c.dim, { eps: 1e-12 });
     this.ffn = new FFN(c, file);
-    this.output_layer_norm = new LayerNorm(c.dim, 1e-12);
+    this.output_layer_norm = new LayerNorm(c.dim, { eps: 1e-12 });
   }
   forward(x: Tensor, mask: Tensor | null): Tensor {
     const sa = this.sa_layer_norm.forward(add(this.attention.forward(x, mask), x));

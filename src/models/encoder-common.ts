@@ -1,176 +1,36 @@
 /**
- * Building blocks shared by the encoder architectures (BERT, DistilBERT, RoBERTa) and ViT: small
- * Modules over `Parameter`s + op functions (Linear, LayerNorm, Embedding with `padding_idx`),
- * HF's weight init, the `ACT2FN` activation table, the extended attention mask and the HF
- * sequence-classification loss (regression / single-label / multi-label by `problem_type`).
+ * What the encoder architectures (BERT, DistilBERT, RoBERTa) and ViT share: the extended attention
+ * mask, head splitting, the label config and the HF sequence-classification loss (regression /
+ * single-label / multi-label by `problem_type`). Layers come from `src/nn`, `buildModel` and the
+ * `ACT2FN` table from `./common.ts`.
  */
 import { ConfigError, type ConfigSource, getLabels } from "../formats/hf-config.ts";
-import { Module, Parameter } from "../nn/module.ts";
 import {
   bceWithLogits,
   cast,
   crossEntropy,
-  dropout,
-  embedding,
   eq,
-  gelu,
-  layerNorm,
-  linear,
   logSoftmax,
   mean,
   mseLoss,
   mul,
   neg,
   permute,
-  relu,
   reshape,
-  sigmoid,
-  silu,
   squeeze,
-  sub,
   sum,
-  tanh,
-  unsqueeze,
   where,
 } from "../ops/index.ts";
 import { fmtShape, ShapeError } from "../tensor/errors.ts";
-import { ones, rand, randn, type Tensor, zeros } from "../tensor/tensor.ts";
-import type { CreateOptions } from "./registry.ts";
+import type { Tensor } from "../tensor/tensor.ts";
+import { MASK_MIN } from "./common.ts";
 
-// ---- init -------------------------------------------------------------------------------------
-
-let skipRandomInit = false;
-
-/**
- * Builds a model with `fn`; with `skipInit` the random initialisers return zeros (a checkpoint is
- * about to overwrite every weight: `CreateOptions.skipInit`), so loading a large model draws no
- * random numbers. Fixed values (LayerNorm/BatchNorm ones, sinusoids) are unaffected.
- */
-export function buildModel<T>(opts: CreateOptions | undefined, fn: () => T): T {
-  const prev = skipRandomInit;
-  skipRandomInit = !!opts?.skipInit;
-  try {
-    return fn();
-  } finally {
-    skipRandomInit = prev;
-  }
-}
-
-/** N(0, std^2) samples from the global generator (HF `normal_(0, initializer_range)`). */
-export function normalInit(shape: readonly number[], std: number): Tensor {
-  return skipRandomInit ? zeros(shape) : mul(randn(shape), std);
-}
-
-/** U(-bound, bound) samples from the global generator (PyTorch's default Linear/Conv init). */
-export function uniformInit(shape: readonly number[], bound: number): Tensor {
-  return skipRandomInit ? zeros(shape) : mul(sub(mul(rand(shape), 2), 1), bound);
-}
+// ---- checkpoints -----------------------------------------------------------------------------
 
 /** Checkpoint keys transformers ignores on load: the old persistent `position_ids` buffer. */
 export const IGNORE_POSITION_IDS: readonly RegExp[] = [/(^|\.)embeddings\.position_ids$/];
 
-// ---- layers -----------------------------------------------------------------------------------
-
-/** `nn.Linear(in, out, bias)`: weight (out, in). Initialised N(0, std) with zero bias (HF `_init_weights`). */
-export class Linear extends Module {
-  weight: Parameter;
-  bias: Parameter | null;
-  constructor(inFeatures: number, outFeatures: number, opts: { bias?: boolean; std?: number } = {}) {
-    super();
-    this.weight = new Parameter(normalInit([outFeatures, inFeatures], opts.std ?? 0.02));
-    this.bias = opts.bias === false ? null : new Parameter(zeros([outFeatures]));
-  }
-  forward(x: Tensor): Tensor {
-    return linear(x, this.weight, this.bias);
-  }
-}
-
-/** `nn.LayerNorm(dim, eps)` with weight 1 and bias 0. */
-export class LayerNorm extends Module {
-  weight: Parameter;
-  bias: Parameter;
-  constructor(
-    readonly dim: number,
-    readonly eps = 1e-12,
-  ) {
-    super();
-    this.weight = new Parameter(ones([dim]));
-    this.bias = new Parameter(zeros([dim]));
-  }
-  forward(x: Tensor): Tensor {
-    return layerNorm(x, [this.dim], this.weight, this.bias, this.eps);
-  }
-}
-
-/**
- * `nn.Embedding(num, dim, padding_idx)`: N(0, std) with the padding row zeroed. As in PyTorch, the
- * `paddingIdx` row receives no gradient (its lookups are detached).
- */
-export class Embedding extends Module {
-  weight: Parameter;
-  constructor(
-    num: number,
-    dim: number,
-    readonly paddingIdx: number | null = null,
-    std = 0.02,
-  ) {
-    super();
-    const w = normalInit([num, dim], std);
-    if (paddingIdx !== null && paddingIdx >= 0 && paddingIdx < num)
-      w.data.fill(0, paddingIdx * dim, (paddingIdx + 1) * dim);
-    this.weight = new Parameter(w);
-  }
-  forward(ids: Tensor): Tensor {
-    const e = embedding(this.weight, ids);
-    if (this.paddingIdx === null || !this.weight.requiresGrad) return e;
-    return where(unsqueeze(eq(ids, this.paddingIdx), -1), e.detach(), e);
-  }
-}
-
-/** Dropout as a module (no parameters); identity unless training and p > 0. */
-export class Dropout extends Module {
-  constructor(readonly p: number) {
-    super();
-  }
-  forward(x: Tensor): Tensor {
-    return dropout(x, this.p, this.training);
-  }
-}
-
-// ---- activations ------------------------------------------------------------------------------
-
-export type Activation = (x: Tensor) => Tensor;
-
-/** HF `ACT2FN` names we support. */
-export const ACT2FN: Readonly<Record<string, Activation>> = {
-  gelu: (x) => gelu(x),
-  gelu_new: (x) => gelu(x, "tanh"),
-  gelu_pytorch_tanh: (x) => gelu(x, "tanh"),
-  gelu_fast: (x) => gelu(x, "tanh"),
-  quick_gelu: (x) => mul(x, sigmoid(mul(x, 1.702))),
-  relu: (x) => relu(x),
-  silu: (x) => silu(x),
-  swish: (x) => silu(x),
-  tanh: (x) => tanh(x),
-};
-
-/** Looks up `hidden_act`, failing with the config file and key on unknown names. */
-export function activation(name: string, file: string, key = "hidden_act"): Activation {
-  const fn = Object.hasOwn(ACT2FN, name) ? ACT2FN[name] : undefined;
-  if (!fn)
-    throw new ConfigError(
-      file,
-      key,
-      "bad_value",
-      `activation '${name}' is not supported; known: ${Object.keys(ACT2FN).join(", ")}`,
-    );
-  return fn;
-}
-
 // ---- masks ------------------------------------------------------------------------------------
-
-/** float32 min, the value HF adds at masked key positions (`torch.finfo(float32).min`). */
-export const FLOAT32_MIN = -3.4028234663852886e38;
 
 /**
  * HF `get_extended_attention_mask` for an encoder: (B, S) 1/0 mask -> additive (B, 1, 1, S) with 0
@@ -179,7 +39,7 @@ export const FLOAT32_MIN = -3.4028234663852886e38;
 export function extendedAttentionMask(mask: Tensor | null | undefined): Tensor | null {
   if (!mask) return null;
   const [B, S] = mask.shape;
-  return reshape(where(eq(mask, 0), FLOAT32_MIN, 0), [B, 1, 1, S]);
+  return reshape(where(eq(mask, 0), MASK_MIN, 0), [B, 1, 1, S]);
 }
 
 // ---- heads and losses -------------------------------------------------------------------------
@@ -313,3 +173,6 @@ export function mergeHeads(x: Tensor): Tensor {
   const [B, H, T, D] = x.shape;
   return reshape(permute(x, [0, 2, 1, 3]), [B, T, H * D]);
 }
+
+/** @deprecated import `buildModel` from `./common.ts` (kept for scripts that import it from here). */
+export { buildModel } from "./common.ts";

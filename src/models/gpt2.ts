@@ -9,19 +9,12 @@
  * ```
  */
 import { ConfigError, type ConfigSource, getBool, getNumber, getString } from "../formats/hf-config.ts";
+import { Embedding } from "../nn/layers.ts";
 import { Module } from "../nn/module.ts";
+import { LayerNorm } from "../nn/norm.ts";
 import { add, contiguous, reshape, scaledDotProductAttention, split, transpose } from "../ops/index.ts";
 import { type Tensor, tensor } from "../tensor/tensor.ts";
-import {
-  activation,
-  Conv1D,
-  Embedding,
-  type InitOptions,
-  type KVCache,
-  LayerNorm,
-  paddingMask,
-  positionsOf,
-} from "./common.ts";
+import { activation, buildModel, Conv1D, type KVCache, paddingMask, positionsOf } from "./common.ts";
 import { buildDecoderHead, DecoderBackbone, type DecoderInputs } from "./heads.ts";
 import { type Architecture, registerArchitecture, type Task } from "./registry.ts";
 
@@ -77,12 +70,12 @@ class GPT2Attention extends Module {
   constructor(
     readonly cfg: GPT2Config,
     readonly layerIdx: number,
-    init: InitOptions,
-    projInit: InitOptions,
+    std: number,
+    projStd: number,
   ) {
     super();
-    this.c_attn = new Conv1D(cfg.n_embd, 3 * cfg.n_embd, init);
-    this.c_proj = new Conv1D(cfg.n_embd, cfg.n_embd, projInit);
+    this.c_attn = new Conv1D(cfg.n_embd, 3 * cfg.n_embd, std);
+    this.c_proj = new Conv1D(cfg.n_embd, cfg.n_embd, projStd);
   }
   forward(x: Tensor, mask: Tensor | null, cache: KVCache | null | undefined): Tensor {
     const [B, T, C] = x.shape;
@@ -102,12 +95,12 @@ class GPT2MLP extends Module {
   c_fc: Conv1D;
   c_proj: Conv1D;
   private readonly _act: (x: Tensor) => Tensor;
-  constructor(cfg: GPT2Config, init: InitOptions, projInit: InitOptions) {
+  constructor(cfg: GPT2Config, std: number, projStd: number) {
     super();
     const inner = cfg.n_inner ?? 4 * cfg.n_embd;
-    this.c_fc = new Conv1D(cfg.n_embd, inner, init);
-    this.c_proj = new Conv1D(inner, cfg.n_embd, projInit);
-    this._act = activation(cfg.activation_function);
+    this.c_fc = new Conv1D(cfg.n_embd, inner, std);
+    this.c_proj = new Conv1D(inner, cfg.n_embd, projStd);
+    this._act = activation(cfg.activation_function, "config.json", "activation_function");
   }
   forward(x: Tensor): Tensor {
     return this.c_proj.forward(this._act(this.c_fc.forward(x)));
@@ -119,12 +112,12 @@ class GPT2Block extends Module {
   attn: GPT2Attention;
   ln_2: LayerNorm;
   mlp: GPT2MLP;
-  constructor(cfg: GPT2Config, i: number, init: InitOptions, projInit: InitOptions) {
+  constructor(cfg: GPT2Config, i: number, std: number, projStd: number) {
     super();
-    this.ln_1 = new LayerNorm(cfg.n_embd, cfg.layer_norm_epsilon);
-    this.attn = new GPT2Attention(cfg, i, init, projInit);
-    this.ln_2 = new LayerNorm(cfg.n_embd, cfg.layer_norm_epsilon);
-    this.mlp = new GPT2MLP(cfg, init, projInit);
+    this.ln_1 = new LayerNorm(cfg.n_embd, { eps: cfg.layer_norm_epsilon });
+    this.attn = new GPT2Attention(cfg, i, std, projStd);
+    this.ln_2 = new LayerNorm(cfg.n_embd, { eps: cfg.layer_norm_epsilon });
+    this.mlp = new GPT2MLP(cfg, std, projStd);
   }
   forward(x: Tensor, mask: Tensor | null, cache: KVCache | null | undefined): Tensor {
     const h = add(x, this.attn.forward(this.ln_1.forward(x), mask, cache));
@@ -139,18 +132,15 @@ export class GPT2Model extends DecoderBackbone {
   h: GPT2Block[];
   ln_f: LayerNorm;
   readonly numLayers: number;
-  constructor(
-    readonly cfg: GPT2Config,
-    skipInit = false,
-  ) {
+  constructor(readonly cfg: GPT2Config) {
     super();
-    const init = { std: cfg.initializer_range, skipInit };
+    const std = cfg.initializer_range;
     // HF scales the residual projections' init by 1/sqrt(2 * n_layer).
-    const projInit = { std: cfg.initializer_range / Math.sqrt(2 * cfg.n_layer), skipInit };
-    this.wte = new Embedding(cfg.vocab_size, cfg.n_embd, init);
-    this.wpe = new Embedding(cfg.n_positions, cfg.n_embd, init);
-    this.h = Array.from({ length: cfg.n_layer }, (_, i) => new GPT2Block(cfg, i, init, projInit));
-    this.ln_f = new LayerNorm(cfg.n_embd, cfg.layer_norm_epsilon);
+    const projStd = std / Math.sqrt(2 * cfg.n_layer);
+    this.wte = new Embedding(cfg.vocab_size, cfg.n_embd, { std });
+    this.wpe = new Embedding(cfg.n_positions, cfg.n_embd, { std });
+    this.h = Array.from({ length: cfg.n_layer }, (_, i) => new GPT2Block(cfg, i, std, projStd));
+    this.ln_f = new LayerNorm(cfg.n_embd, { eps: cfg.layer_norm_epsilon });
     this.numLayers = cfg.n_layer;
   }
   inputEmbeddings(): Embedding {
@@ -189,8 +179,7 @@ export const gpt2: Architecture = {
   create(raw: Record<string, unknown>, task: Task, file = "config.json", opts: { skipInit?: boolean } = {}) {
     const src = { raw, file };
     const cfg = readGPT2Config(src);
-    const backbone = new GPT2Model(cfg, opts.skipInit);
-    return buildDecoderHead(
+    return buildModel(opts, () => buildDecoderHead(
       task,
       {
         modelType: "gpt2",
@@ -200,12 +189,12 @@ export const gpt2: Architecture = {
         vocabSize: cfg.vocab_size,
         tie: cfg.tie_word_embeddings,
         padTokenId: cfg.pad_token_id,
-        init: { std: cfg.initializer_range, skipInit: opts.skipInit },
+        initializerRange: cfg.initializer_range,
         raw,
       },
-      backbone,
+      new GPT2Model(cfg),
       src,
-    );
+    ));
   },
   basePrefix: "transformer",
   // Old checkpoints carry the causal-mask buffers; HF ignores them too.

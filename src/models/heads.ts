@@ -8,7 +8,8 @@ import { Module, type Parameter } from "../nn/module.ts";
 import { bceWithLogits, cast, contiguous, crossEntropy, indexSelect, mseLoss, reshape, slice } from "../ops/index.ts";
 import { ValueError } from "../tensor/errors.ts";
 import { type Tensor, tensor } from "../tensor/tensor.ts";
-import { type InitOptions, type KVCache, Linear } from "./common.ts";
+import { Linear } from "../nn/layers.ts";
+import type { KVCache } from "./common.ts";
 import type { PretrainedModel, Task } from "./registry.ts";
 
 /** Inputs of a decoder forward pass (HF argument names in camelCase). */
@@ -170,7 +171,8 @@ export interface HeadSpec {
   vocabSize: number;
   tie: boolean;
   padTokenId: number | undefined;
-  init: InitOptions;
+  /** HF `initializer_range`: the heads' weights are drawn from N(0, this). */
+  initializerRange: number;
   /** The raw config.json object (copied, then updated with what the head adds). */
   raw: Record<string, unknown>;
 }
@@ -203,10 +205,8 @@ export class DecoderForCausalLM extends DecoderHead {
   readonly tiedKeys: readonly string[];
   constructor(spec: HeadSpec, backbone: DecoderBackbone) {
     super(spec, backbone);
-    this.lm_head = new Linear(spec.hiddenSize, spec.vocabSize, false, {
-      ...spec.init,
-      skipInit: spec.init.skipInit || spec.tie,
-    });
+    // A tied head takes the embedding's weight, so drawing its own would be wasted.
+    this.lm_head = new Linear(spec.hiddenSize, spec.vocabSize, { bias: false, std: spec.initializerRange, skipInit: spec.tie });
     this.tiedKeys = spec.tie ? ["lm_head.weight"] : [];
     this.config.tie_word_embeddings = spec.tie;
     this.tieWeights();
@@ -238,7 +238,7 @@ export class DecoderForSequenceClassification extends DecoderHead {
   readonly padTokenId: number | undefined;
   constructor(spec: HeadSpec, backbone: DecoderBackbone, classifier: ClassifierConfig) {
     super(spec, backbone);
-    this.score = new Linear(spec.hiddenSize, classifier.numLabels, false, spec.init);
+    this.score = new Linear(spec.hiddenSize, classifier.numLabels, { bias: false, std: spec.initializerRange });
     this.classifier = classifier;
     this.padTokenId = spec.padTokenId;
     Object.assign(this.config, classifierConfigFields(classifier));

@@ -11,7 +11,9 @@
  * ```
  */
 import { ConfigError, type ConfigSource, getBool, getNumber, getString } from "../formats/hf-config.ts";
+import { Embedding, Linear } from "../nn/layers.ts";
 import { Module } from "../nn/module.ts";
+import { RMSNorm } from "../nn/norm.ts";
 import {
   add,
   applyRotary,
@@ -25,14 +27,12 @@ import {
 import { type Tensor, tensor } from "../tensor/tensor.ts";
 import {
   activation,
-  Embedding,
-  type InitOptions,
+  buildModel,
   type KVCache,
-  Linear,
   MASK_MIN,
+  paddingIdx,
   paddingMask,
   positionsOf,
-  RMSNorm,
   type RopeConfig,
   readRope,
   ropeInvFreq,
@@ -141,14 +141,15 @@ class LlamaAttention extends Module {
   constructor(
     readonly cfg: LlamaConfig,
     readonly layerIdx: number,
-    init: InitOptions,
+    std: number,
   ) {
     super();
     const { hidden_size: C, num_attention_heads: H, num_key_value_heads: Hkv, head_dim: D } = cfg;
-    this.q_proj = new Linear(C, H * D, cfg.qkv_bias, init);
-    this.k_proj = new Linear(C, Hkv * D, cfg.qkv_bias, init);
-    this.v_proj = new Linear(C, Hkv * D, cfg.qkv_bias, init);
-    this.o_proj = new Linear(H * D, C, cfg.attention_bias, init);
+    const qkv = { bias: cfg.qkv_bias, std };
+    this.q_proj = new Linear(C, H * D, qkv);
+    this.k_proj = new Linear(C, Hkv * D, qkv);
+    this.v_proj = new Linear(C, Hkv * D, qkv);
+    this.o_proj = new Linear(H * D, C, { bias: cfg.attention_bias, std });
   }
   forward(x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | null, cache: KVCache | null | undefined): Tensor {
     const [B, T] = x.shape;
@@ -168,11 +169,12 @@ class LlamaMLP extends Module {
   up_proj: Linear;
   down_proj: Linear;
   private readonly _act: (x: Tensor) => Tensor;
-  constructor(cfg: LlamaConfig, init: InitOptions) {
+  constructor(cfg: LlamaConfig, std: number) {
     super();
-    this.gate_proj = new Linear(cfg.hidden_size, cfg.intermediate_size, cfg.mlp_bias, init);
-    this.up_proj = new Linear(cfg.hidden_size, cfg.intermediate_size, cfg.mlp_bias, init);
-    this.down_proj = new Linear(cfg.intermediate_size, cfg.hidden_size, cfg.mlp_bias, init);
+    const o = { bias: cfg.mlp_bias, std };
+    this.gate_proj = new Linear(cfg.hidden_size, cfg.intermediate_size, o);
+    this.up_proj = new Linear(cfg.hidden_size, cfg.intermediate_size, o);
+    this.down_proj = new Linear(cfg.intermediate_size, cfg.hidden_size, o);
     this._act = activation(cfg.hidden_act);
   }
   forward(x: Tensor): Tensor {
@@ -185,12 +187,12 @@ class LlamaDecoderLayer extends Module {
   mlp: LlamaMLP;
   input_layernorm: RMSNorm;
   post_attention_layernorm: RMSNorm;
-  constructor(cfg: LlamaConfig, i: number, init: InitOptions) {
+  constructor(cfg: LlamaConfig, i: number, std: number) {
     super();
-    this.self_attn = new LlamaAttention(cfg, i, init);
-    this.mlp = new LlamaMLP(cfg, init);
-    this.input_layernorm = new RMSNorm(cfg.hidden_size, cfg.rms_norm_eps);
-    this.post_attention_layernorm = new RMSNorm(cfg.hidden_size, cfg.rms_norm_eps);
+    this.self_attn = new LlamaAttention(cfg, i, std);
+    this.mlp = new LlamaMLP(cfg, std);
+    this.input_layernorm = new RMSNorm(cfg.hidden_size, { eps: cfg.rms_norm_eps });
+    this.post_attention_layernorm = new RMSNorm(cfg.hidden_size, { eps: cfg.rms_norm_eps });
   }
   forward(x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | null, cache: KVCache | null | undefined): Tensor {
     const h = add(x, this.self_attn.forward(this.input_layernorm.forward(x), cos, sin, mask, cache));
@@ -204,15 +206,13 @@ export class LlamaModel extends DecoderBackbone {
   layers: LlamaDecoderLayer[];
   norm: RMSNorm;
   readonly numLayers: number;
-  constructor(
-    readonly cfg: LlamaConfig,
-    skipInit = false,
-  ) {
+  constructor(readonly cfg: LlamaConfig) {
     super();
-    const init = { std: cfg.initializer_range, skipInit };
-    this.embed_tokens = new Embedding(cfg.vocab_size, cfg.hidden_size, init, cfg.pad_token_id);
-    this.layers = Array.from({ length: cfg.num_hidden_layers }, (_, i) => new LlamaDecoderLayer(cfg, i, init));
-    this.norm = new RMSNorm(cfg.hidden_size, cfg.rms_norm_eps);
+    const std = cfg.initializer_range;
+    const pad = paddingIdx(cfg.pad_token_id, cfg.vocab_size);
+    this.embed_tokens = new Embedding(cfg.vocab_size, cfg.hidden_size, { paddingIdx: pad, std });
+    this.layers = Array.from({ length: cfg.num_hidden_layers }, (_, i) => new LlamaDecoderLayer(cfg, i, std));
+    this.norm = new RMSNorm(cfg.hidden_size, { eps: cfg.rms_norm_eps });
     this.numLayers = cfg.num_hidden_layers;
   }
   inputEmbeddings(): Embedding {
@@ -269,10 +269,10 @@ export function llamaFamilyArchitecture(fam: LlamaFamily, aliases: string[] = []
         vocabSize: cfg.vocab_size,
         tie: cfg.tie_word_embeddings,
         padTokenId: cfg.pad_token_id,
-        init: { std: cfg.initializer_range, skipInit: opts.skipInit },
+        initializerRange: cfg.initializer_range,
         raw,
       };
-      return buildDecoderHead(task, spec, new LlamaModel(cfg, opts.skipInit), src);
+      return buildModel(opts, () => buildDecoderHead(task, spec, new LlamaModel(cfg), src));
     },
     basePrefix: "model",
     ignoreKeys: [/\.rotary_emb\.inv_freq$/],

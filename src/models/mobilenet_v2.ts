@@ -9,13 +9,14 @@
  * const model = getArchitecture("mobilenet_v2").create({ architecture: "mobilenet_v2", num_classes: 5, width_mult: 0.25 }, "image-classification");
  */
 import { getNumber } from "../formats/hf-config.ts";
-import { Module } from "../nn/module.ts";
+import { Dropout, Linear } from "../nn/layers.ts";
+import { Module, type Parameter } from "../nn/module.ts";
 import { adaptiveAvgPool2d, add, flatten } from "../ops/index.ts";
 import { ValueError } from "../tensor/errors.ts";
 import type { Tensor } from "../tensor/tensor.ts";
-import { buildModel, Dropout } from "./encoder-common.ts";
+import { buildModel } from "./common.ts";
 import { registerArchitecture } from "./registry.ts";
-import { BatchNorm2d, Conv2d, ConvBNAct, ImageClassifier, readVisionLabels, TorchLinear } from "./vision-common.ts";
+import { BatchNorm2d, Conv2d, ConvBNAct, ImageClassifier, readVisionLabels } from "./vision-common.ts";
 
 /** torchvision `_make_divisible`: nearest multiple of `divisor`, at least `divisor`, never more than 10% down. */
 export function makeDivisible(v: number, divisor: number, minValue = divisor): number {
@@ -56,6 +57,10 @@ export class InvertedResidual extends Module {
   }
 }
 
+/** The head: a Linear with a bias, N(0, 0.01) weight and zero bias (torchvision's init). */
+type Head = Linear & { bias: Parameter };
+const newHeadLayer = (inF: number, numClasses: number) => new Linear(inF, numClasses, { std: 0.01 }) as Head;
+
 /** torchvision `MobileNetV2` (config keys: `num_classes`, `width_mult`, `round_nearest`, `dropout`). */
 export class MobileNetV2 extends ImageClassifier {
   readonly modelType = "mobilenet_v2";
@@ -63,7 +68,7 @@ export class MobileNetV2 extends ImageClassifier {
   readonly numFeatures: number;
   readonly config: Record<string, unknown>;
   features: Module[];
-  classifier: [Dropout, TorchLinear];
+  classifier: [Dropout, Head];
   constructor(raw: Record<string, unknown>, file = "config.json") {
     super();
     const src = { raw, file };
@@ -85,7 +90,7 @@ export class MobileNetV2 extends ImageClassifier {
     features.push(new ConvBNAct(inC, last, 1));
     this.features = features;
     this.numFeatures = last;
-    this.classifier = [new Dropout(p), new TorchLinear(last, labels.length, { std: 0.01 })];
+    this.classifier = [new Dropout(p), newHeadLayer(last, labels.length)];
     this.setLabels(labels);
   }
   pooledFeatures(pixelValues: Tensor): Tensor {
@@ -96,11 +101,11 @@ export class MobileNetV2 extends ImageClassifier {
   override classify(features: Tensor, labels?: Tensor | null) {
     return super.classify(this.classifier[0].forward(features), labels);
   }
-  protected headLayer(): TorchLinear {
+  protected headLayer(): Head {
     return this.classifier[1];
   }
   protected newHead(numClasses: number): void {
-    this.classifier[1] = new TorchLinear(this.numFeatures, numClasses, { std: 0.01 });
+    this.classifier[1] = newHeadLayer(this.numFeatures, numClasses);
   }
 }
 

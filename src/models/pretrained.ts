@@ -240,15 +240,21 @@ function assignWeights(
   return report;
 }
 
-/** Fresh values for `names`: `resetParameters()` of the owning module when it has one, else a randomly built twin's. */
+/**
+ * Fresh values for `names`: `resetParameters()` of the owning module when it has one and none of
+ * its parameters was loaded, else a randomly built twin's.
+ */
 function initialiseMissing(model: PretrainedModel, names: string[], arch: Architecture, ctx: AssignContext): void {
   const modules = new Map(model.namedModules());
+  const missing = new Set(names);
   const owner = (n: string) => modules.get(n.includes(".") ? n.slice(0, n.lastIndexOf(".")) : "");
   const rest: string[] = [];
   const reset = new Set<Module>();
   for (const n of names) {
     const m = owner(n) as (Module & { resetParameters?: () => void }) | undefined;
-    if (m?.resetParameters) {
+    const path = n.slice(0, Math.max(0, n.lastIndexOf(".")));
+    const allMissing = m?.ownParameters().every(([k]) => missing.has(path ? `${path}.${k}` : k));
+    if (m?.resetParameters && allMissing) {
       if (!reset.has(m)) m.resetParameters();
       reset.add(m);
     } else rest.push(n);

@@ -8,13 +8,14 @@
  * const model = getArchitecture("resnet18").create({ architecture: "resnet18", num_classes: 5 }, "image-classification");
  * const { logits, loss } = model.forward({ pixelValues, labels });
  */
+import { Linear } from "../nn/layers.ts";
 import { Module } from "../nn/module.ts";
 import { adaptiveAvgPool2d, add, flatten, maxPool2d, relu } from "../ops/index.ts";
 import { ValueError } from "../tensor/errors.ts";
 import type { Tensor } from "../tensor/tensor.ts";
-import { buildModel } from "./encoder-common.ts";
+import { buildModel } from "./common.ts";
 import { registerArchitecture } from "./registry.ts";
-import { BatchNorm2d, Conv2d, ImageClassifier, readVisionLabels, TorchLinear } from "./vision-common.ts";
+import { BatchNorm2d, Conv2d, ImageClassifier, readVisionLabels } from "./vision-common.ts";
 
 /** conv3x3 -> BN -> ReLU -> conv3x3 -> BN, + identity (or downsample), ReLU. */
 export class BasicBlock extends Module {
@@ -92,7 +93,7 @@ export class ResNet extends ImageClassifier {
   layer2: InstanceType<Block>[];
   layer3: InstanceType<Block>[];
   layer4: InstanceType<Block>[];
-  fc: TorchLinear;
+  fc: Linear;
   constructor(
     readonly modelType: string,
     raw: Record<string, unknown>,
@@ -123,7 +124,7 @@ export class ResNet extends ImageClassifier {
     this.layer3 = stage(256, spec.layers[2], 2);
     this.layer4 = stage(512, spec.layers[3], 2);
     this.numFeatures = inplanes;
-    this.fc = new TorchLinear(inplanes, labels.length);
+    this.fc = new Linear(inplanes, labels.length);
     this.setLabels(labels);
   }
   pooledFeatures(pixelValues: Tensor): Tensor {
@@ -131,11 +132,11 @@ export class ResNet extends ImageClassifier {
     for (const stage of [this.layer1, this.layer2, this.layer3, this.layer4]) for (const b of stage) x = b.forward(x);
     return flatten(adaptiveAvgPool2d(x, 1), 1);
   }
-  protected headLayer(): TorchLinear {
+  protected headLayer(): Linear {
     return this.fc;
   }
   protected newHead(numClasses: number): void {
-    this.fc = new TorchLinear(this.numFeatures, numClasses);
+    this.fc = new Linear(this.numFeatures, numClasses);
   }
 }
 

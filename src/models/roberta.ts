@@ -11,6 +11,7 @@
  * const { logits } = model.forward({ inputIds, attentionMask });
  */
 import type { ConfigSource } from "../formats/hf-config.ts";
+import { Dropout, Linear } from "../nn/layers.ts";
 import { Module } from "../nn/module.ts";
 import { select, tanh } from "../ops/index.ts";
 import { ValueError } from "../tensor/errors.ts";
@@ -24,12 +25,10 @@ import {
   readBertConfig,
   runEncoder,
 } from "./bert.ts";
+import { buildModel } from "./common.ts";
 import {
-  buildModel,
-  Dropout,
   type EncoderOutput,
   IGNORE_POSITION_IDS,
-  Linear,
   type ModelOutput,
   readHeadConfig,
   renameLegacyNorm,

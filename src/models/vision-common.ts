@@ -1,126 +1,46 @@
 /**
- * What the torchvision CNNs (ResNet, MobileNetV2) and ViT share: Conv2d and BatchNorm2d modules
- * with torchvision's names and init, the BatchNorm freeze contract, the `ImageClassifier` base
+ * What the torchvision CNNs (ResNet, MobileNetV2) and ViT share: `nn.Conv2d` with torchvision's
+ * defaults, Conv-BN-ReLU6, the `ImageClassifier` base
  * (forward, pooled features for the feature cache, head replacement with label names) and the
  * label fields of a torchvision-style config (`architecture`, `num_classes`, `id2label`).
  */
 import { type ConfigSource, getLabels, getNumber } from "../formats/hf-config.ts";
-import { Buffer, Module, Parameter } from "../nn/module.ts";
-import { batchNorm, conv2d, crossEntropy, linear, relu, relu6 } from "../ops/index.ts";
+import * as nn from "../nn/index.ts";
+import { Module } from "../nn/module.ts";
+import { crossEntropy } from "../ops/index.ts";
 import { ShapeError } from "../tensor/errors.ts";
-import { ones, scalar, type Tensor, zeros } from "../tensor/tensor.ts";
-import { normalInit, softCrossEntropy, uniformInit, writeLabels } from "./encoder-common.ts";
+import type { Tensor } from "../tensor/tensor.ts";
+import { softCrossEntropy, writeLabels } from "./encoder-common.ts";
 import type { PretrainedModel, Task } from "./registry.ts";
 
-type Pair = number | [number, number];
-
-/** `nn.Conv2d`; weight init kaiming_normal_(mode="fan_out", relu) as torchvision's CNNs do, or N(0, `std`). */
-export class Conv2d extends Module {
-  weight: Parameter;
-  bias: Parameter | null;
-  constructor(
-    inC: number,
-    outC: number,
-    readonly kernel: number,
-    readonly opts: { stride?: Pair; padding?: Pair; groups?: number; bias?: boolean; std?: number } = {},
-  ) {
-    super();
-    const g = opts.groups ?? 1;
-    const std = opts.std ?? Math.sqrt(2 / (outC * kernel * kernel));
-    this.weight = new Parameter(normalInit([outC, inC / g, kernel, kernel], std));
-    this.bias = opts.bias ? new Parameter(zeros([outC])) : null;
-  }
-  forward(x: Tensor): Tensor {
-    const { stride = 1, padding = 0, groups = 1 } = this.opts;
-    return conv2d(x, this.weight, this.bias, { stride, padding, groups });
-  }
-}
-
 /**
- * `nn.BatchNorm2d` (weight, bias; buffers running_mean, running_var, num_batches_tracked).
- *
- * **Freeze contract (Keras semantics):** a frozen BatchNorm (weight and bias both have
- * `requiresGrad` false, e.g. after `model.freeze()`) always runs in inference mode with its running
- * statistics and never updates them or `num_batches_tracked`, even in `train()`. Otherwise
- * `train()` uses batch statistics and updates the running ones (momentum 0.1, unbiased variance).
+ * `nn.Conv2d` with torchvision's CNN defaults: no bias, and weight init
+ * kaiming_normal_(mode="fan_out", nonlinearity="relu"), i.e. N(0, 2 / (out * k * k)), unless `std` is given.
+ * @example new Conv2d(64, 128, 3, { stride: 2, padding: 1 })
  */
-export class BatchNorm2d extends Module {
-  weight: Parameter;
-  bias: Parameter;
-  running_mean: Buffer;
-  running_var: Buffer;
-  num_batches_tracked: Buffer;
-  constructor(
-    readonly channels: number,
-    readonly eps = 1e-5,
-    readonly momentum = 0.1,
-  ) {
-    super();
-    this.weight = new Parameter(ones([channels]));
-    this.bias = new Parameter(zeros([channels]));
-    this.running_mean = new Buffer(zeros([channels]));
-    this.running_var = new Buffer(ones([channels]));
-    this.num_batches_tracked = new Buffer(scalar(0, "int32"));
-  }
-  /** True when both affine parameters are frozen: then inference mode even in `train()`. */
-  get frozen(): boolean {
-    return !this.weight.requiresGrad && !this.bias.requiresGrad;
-  }
-  forward(x: Tensor): Tensor {
-    const batchStats = this.training && !this.frozen;
-    if (batchStats) {
-      const n = this.num_batches_tracked.value;
-      n.data[n.offset] += 1;
-    }
-    const rm = this.running_mean.value;
-    const rv = this.running_var.value;
-    return batchNorm(x, rm, rv, this.weight, this.bias, {
-      training: batchStats,
-      momentum: this.momentum,
-      eps: this.eps,
+export class Conv2d extends nn.Conv2d {
+  constructor(inC: number, outC: number, kernel: number, opts: ConstructorParameters<typeof nn.Conv2d>[3] = {}) {
+    super(inC, outC, kernel, {
+      ...opts,
+      bias: opts.bias ?? false,
+      std: opts.std ?? Math.sqrt(2 / (outC * kernel * kernel)),
     });
   }
 }
 
-/** `nn.Linear` with PyTorch's default init: U(-1/sqrt(in), 1/sqrt(in)) for weight and bias. */
-export class TorchLinear extends Module {
-  weight: Parameter;
-  bias: Parameter;
-  constructor(inF: number, outF: number, init: "default" | { std: number } = "default") {
-    super();
-    const bound = 1 / Math.sqrt(inF);
-    this.weight = new Parameter(
-      init === "default" ? uniformInit([outF, inF], bound) : normalInit([outF, inF], init.std),
-    );
-    this.bias = new Parameter(init === "default" ? uniformInit([outF], bound) : zeros([outF]));
-  }
-  forward(x: Tensor): Tensor {
-    return linear(x, this.weight, this.bias);
-  }
-}
+/** `nn.BatchNorm2d` (frozen = inference mode even in `train()`; see `nn.BatchNorm`). */
+export const BatchNorm2d = nn.BatchNorm2d;
+export type BatchNorm2d = nn.BatchNorm2d;
 
-/** torchvision `Conv2dNormActivation`: children "0" (conv, no bias) and "1" (BN), then ReLU/ReLU6. */
-export class ConvBNAct extends Module {
-  0: Conv2d;
-  1: BatchNorm2d;
-  constructor(
-    inC: number,
-    outC: number,
-    kernel: number,
-    opts: { stride?: number; groups?: number } = {},
-    readonly act: "relu" | "relu6" | "none" = "relu6",
-  ) {
-    super();
-    this[0] = new Conv2d(inC, outC, kernel, {
-      stride: opts.stride ?? 1,
-      padding: (kernel - 1) >> 1,
-      groups: opts.groups ?? 1,
-    });
-    this[1] = new BatchNorm2d(outC);
-  }
-  forward(x: Tensor): Tensor {
-    const y = this[1].forward(this[0].forward(x));
-    return this.act === "relu6" ? relu6(y) : this.act === "relu" ? relu(y) : y;
+/** @deprecated `nn.Linear` (PyTorch's default init, or `{ std }` for N(0, std) and zero bias). */
+export const TorchLinear = nn.Linear;
+export type TorchLinear = nn.Linear;
+
+/** torchvision `Conv2dNormActivation`: "0" conv (no bias, "same" padding), "1" BatchNorm, "2" ReLU6. */
+export class ConvBNAct extends nn.Sequential {
+  constructor(inC: number, outC: number, kernel: number, opts: { stride?: number; groups?: number } = {}) {
+    const conv = new Conv2d(inC, outC, kernel, { stride: opts.stride, padding: (kernel - 1) >> 1, groups: opts.groups });
+    super(conv, new nn.BatchNorm2d(outC), new nn.ReLU6());
   }
 }
 

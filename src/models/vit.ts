@@ -11,27 +11,24 @@
  * const { logits } = model.forward({ pixelValues });   // (N, 3, image_size, image_size)
  */
 import { type ConfigSource, getBool, getNumber, getString } from "../formats/hf-config.ts";
-import { Module, Parameter } from "../nn/module.ts";
+import { normal_ } from "../nn/init.ts";
+import { Conv2d, Dropout, Linear, param } from "../nn/layers.ts";
+import { Module, type Parameter } from "../nn/module.ts";
+import { LayerNorm } from "../nn/norm.ts";
 import { add, cat, expand, flatten, scaledDotProductAttention, select, tanh, transpose } from "../ops/index.ts";
 import { fmtShape, ShapeError, ValueError } from "../tensor/errors.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import { modelConfig } from "./bert.ts";
+import { type Activation, activation, buildModel } from "./common.ts";
 import {
-  type Activation,
-  activation,
-  buildModel,
-  Dropout,
   type EncoderOutput,
-  LayerNorm,
-  Linear,
   mergeHeads,
-  normalInit,
   readHeadConfig,
   sequenceClassificationLoss,
   splitHeads,
 } from "./encoder-common.ts";
 import { type PretrainedModel, registerArchitecture, type Task } from "./registry.ts";
-import { Conv2d, ImageClassifier } from "./vision-common.ts";
+import { ImageClassifier } from "./vision-common.ts";
 
 /** `ViTConfig` fields, with HF's defaults. */
 export interface ViTConfig {
@@ -86,7 +83,7 @@ export class ViTPatchEmbeddings extends Module {
   constructor(readonly c: ViTConfig) {
     super();
     const P = c.patch_size;
-    this.projection = new Conv2d(c.num_channels, c.hidden_size, P, { stride: P, bias: true, std: c.initializer_range });
+    this.projection = new Conv2d(c.num_channels, c.hidden_size, P, { stride: P, std: c.initializer_range });
   }
   forward(pixelValues: Tensor): Tensor {
     const { num_channels: C, image_size: S } = this.c;
@@ -107,8 +104,8 @@ export class ViTEmbeddings extends Module {
   constructor(c: ViTConfig) {
     super();
     const n = (c.image_size / c.patch_size) ** 2;
-    this.cls_token = new Parameter(normalInit([1, 1, c.hidden_size], c.initializer_range));
-    this.position_embeddings = new Parameter(normalInit([1, n + 1, c.hidden_size], c.initializer_range));
+    this.cls_token = normal_(param([1, 1, c.hidden_size]), 0, c.initializer_range) as Parameter;
+    this.position_embeddings = normal_(param([1, n + 1, c.hidden_size]), 0, c.initializer_range) as Parameter;
     this.patch_embeddings = new ViTPatchEmbeddings(c);
     this.dropout = new Dropout(c.hidden_dropout_prob);
   }
@@ -180,20 +177,23 @@ export class ViTIntermediate extends Module {
   }
 }
 
+/** `nn.LayerNorm` built with its default affine parameters, typed so (weight and bias not null). */
+type AffineLayerNorm = LayerNorm & { weight: Parameter; bias: Parameter };
+
 /** Pre-LN block: x + attn(LN(x)), then h + mlp(LN(h)). */
 export class ViTLayer extends Module {
   attention: ViTAttention;
   intermediate: ViTIntermediate;
   output: ViTDenseDropout;
-  layernorm_before: LayerNorm;
-  layernorm_after: LayerNorm;
+  layernorm_before: AffineLayerNorm;
+  layernorm_after: AffineLayerNorm;
   constructor(c: ViTConfig, file: string) {
     super();
     this.attention = new ViTAttention(c);
     this.intermediate = new ViTIntermediate(c, file);
     this.output = new ViTDenseDropout(c.intermediate_size, c.hidden_size, c);
-    this.layernorm_before = new LayerNorm(c.hidden_size, c.layer_norm_eps);
-    this.layernorm_after = new LayerNorm(c.hidden_size, c.layer_norm_eps);
+    this.layernorm_before = new LayerNorm(c.hidden_size, { eps: c.layer_norm_eps }) as AffineLayerNorm;
+    this.layernorm_after = new LayerNorm(c.hidden_size, { eps: c.layer_norm_eps }) as AffineLayerNorm;
   }
   forward(x: Tensor): Tensor {
     const h = add(this.attention.forward(this.layernorm_before.forward(x)), x);
@@ -235,7 +235,7 @@ export class ViTModel extends Module {
     super();
     this.embeddings = new ViTEmbeddings(cfg);
     this.encoder = new ViTEncoder(cfg, file);
-    this.layernorm = new LayerNorm(cfg.hidden_size, cfg.layer_norm_eps);
+    this.layernorm = new LayerNorm(cfg.hidden_size, { eps: cfg.layer_norm_eps });
     this.pooler = addPoolingLayer ? new ViTPooler(cfg) : null;
   }
   /** `hiddenStates` as HF: the embeddings, then each layer's output (before the final layernorm). */
