@@ -94,7 +94,10 @@ export class DistilBertEmbeddings extends Module {
   constructor(c: DistilBertConfig) {
     super();
     const std = c.initializer_range;
-    this.word_embeddings = new Embedding(c.vocab_size, c.dim, { paddingIdx: paddingIdx(c.pad_token_id, c.vocab_size), std });
+    this.word_embeddings = new Embedding(c.vocab_size, c.dim, {
+      paddingIdx: paddingIdx(c.pad_token_id, c.vocab_size),
+      std,
+    });
     this.position_embeddings = new Embedding(c.max_position_embeddings, c.dim, { std });
     // Fixed sinusoids are not trained (HF sets requires_grad False) but are saved in the state dict.
     if (c.sinusoidal_pos_embds)

@@ -179,22 +179,24 @@ export const gpt2: Architecture = {
   create(raw: Record<string, unknown>, task: Task, file = "config.json", opts: { skipInit?: boolean } = {}) {
     const src = { raw, file };
     const cfg = readGPT2Config(src);
-    return buildModel(opts, () => buildDecoderHead(
-      task,
-      {
-        modelType: "gpt2",
-        className: "GPT2LMHeadModel",
-        prefix: "transformer",
-        hiddenSize: cfg.n_embd,
-        vocabSize: cfg.vocab_size,
-        tie: cfg.tie_word_embeddings,
-        padTokenId: cfg.pad_token_id,
-        initializerRange: cfg.initializer_range,
-        raw,
-      },
-      new GPT2Model(cfg),
-      src,
-    ));
+    return buildModel(opts, () =>
+      buildDecoderHead(
+        task,
+        {
+          modelType: "gpt2",
+          className: "GPT2LMHeadModel",
+          prefix: "transformer",
+          hiddenSize: cfg.n_embd,
+          vocabSize: cfg.vocab_size,
+          tie: cfg.tie_word_embeddings,
+          padTokenId: cfg.pad_token_id,
+          initializerRange: cfg.initializer_range,
+          raw,
+        },
+        new GPT2Model(cfg),
+        src,
+      ),
+    );
   },
   basePrefix: "transformer",
   // Old checkpoints carry the causal-mask buffers; HF ignores them too.

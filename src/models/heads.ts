@@ -206,7 +206,11 @@ export class DecoderForCausalLM extends DecoderHead {
   constructor(spec: HeadSpec, backbone: DecoderBackbone) {
     super(spec, backbone);
     // A tied head takes the embedding's weight, so drawing its own would be wasted.
-    this.lm_head = new Linear(spec.hiddenSize, spec.vocabSize, { bias: false, std: spec.initializerRange, skipInit: spec.tie });
+    this.lm_head = new Linear(spec.hiddenSize, spec.vocabSize, {
+      bias: false,
+      std: spec.initializerRange,
+      skipInit: spec.tie,
+    });
     this.tiedKeys = spec.tie ? ["lm_head.weight"] : [];
     this.config.tie_word_embeddings = spec.tie;
     this.tieWeights();

@@ -39,7 +39,11 @@ export type TorchLinear = nn.Linear;
 /** torchvision `Conv2dNormActivation`: "0" conv (no bias, "same" padding), "1" BatchNorm, "2" ReLU6. */
 export class ConvBNAct extends nn.Sequential {
   constructor(inC: number, outC: number, kernel: number, opts: { stride?: number; groups?: number } = {}) {
-    const conv = new Conv2d(inC, outC, kernel, { stride: opts.stride, padding: (kernel - 1) >> 1, groups: opts.groups });
+    const conv = new Conv2d(inC, outC, kernel, {
+      stride: opts.stride,
+      padding: (kernel - 1) >> 1,
+      groups: opts.groups,
+    });
     super(conv, new nn.BatchNorm2d(outC), new nn.ReLU6());
   }
 }
