@@ -128,7 +128,12 @@ export function trainableSummary(model: Module): TrainableSummary {
   }
   const fmt = (x: number) => x.toLocaleString("en-US");
   const pct = total ? ((100 * trainable) / total).toFixed(4) : "0.0000";
-  return { trainable, total, line: `trainable params: ${fmt(trainable)} || all params: ${fmt(total)} || trainable%: ${pct}`, byModule: [...by.values()] };
+  return {
+    trainable,
+    total,
+    line: `trainable params: ${fmt(trainable)} || all params: ${fmt(total)} || trainable%: ${pct}`,
+    byModule: [...by.values()],
+  };
 }
 
 /** The report's freeze-audit section from a summary and the verification outcome. */

@@ -62,7 +62,10 @@ export function checkpointStep(name: string): number | null {
 }
 
 /** safetensors bytes (header sorted by name, padded to 8 bytes, data in the same order). */
-export function serializeSafetensors(tensors: Map<string, RawTensor>, metadata: Record<string, string> = {}): Uint8Array {
+export function serializeSafetensors(
+  tensors: Map<string, RawTensor>,
+  metadata: Record<string, string> = {},
+): Uint8Array {
   const names = [...tensors.keys()].sort();
   const header: Record<string, unknown> = {};
   if (Object.keys(metadata).length) header.__metadata__ = metadata;
@@ -141,7 +144,14 @@ function splitOptimizer(sd: OptimizerStateDict): { tensors: Map<string, RawTenso
   return { tensors, json: { state: scalars, paramGroups: sd.paramGroups } };
 }
 
-function joinOptimizer(tensors: Map<string, RawTensor>, json: { state: Record<string, Record<string, number | null | "tensor">>; paramGroups: OptimizerStateDict["paramGroups"] }, file: string): OptimizerStateDict {
+function joinOptimizer(
+  tensors: Map<string, RawTensor>,
+  json: {
+    state: Record<string, Record<string, number | null | "tensor">>;
+    paramGroups: OptimizerStateDict["paramGroups"];
+  },
+  file: string,
+): OptimizerStateDict {
   const state: OptimizerStateDict["state"] = {};
   for (const [i, st] of Object.entries(json.state)) {
     state[Number(i)] = {};
@@ -195,7 +205,8 @@ export async function verifyCheckpoint(dir: string): Promise<Map<string, Uint8Ar
   } catch (e) {
     throw new CheckpointError(dir, `no valid ${MANIFEST} (${(e as Error).message}): the checkpoint is incomplete`);
   }
-  if (!manifest.files || typeof manifest.files !== "object") throw new CheckpointError(dir, `${MANIFEST} lists no files`);
+  if (!manifest.files || typeof manifest.files !== "object")
+    throw new CheckpointError(dir, `${MANIFEST} lists no files`);
   const out = new Map<string, Uint8Array>();
   for (const [name, want] of Object.entries(manifest.files)) {
     if (basename(name) !== name) throw new CheckpointError(dir, `${MANIFEST} names a path outside the folder: ${name}`);
@@ -205,8 +216,13 @@ export async function verifyCheckpoint(dir: string): Promise<Map<string, Uint8Ar
     } catch {
       throw new CheckpointError(dir, `${name} is missing`);
     }
-    if (bytes.byteLength !== want.bytes) throw new CheckpointError(dir, `${name} has ${bytes.byteLength} bytes, the manifest says ${want.bytes} (truncated?)`);
-    if (sha256(bytes) !== want.sha256) throw new CheckpointError(dir, `${name} does not match its SHA-256 in the manifest (corrupted)`);
+    if (bytes.byteLength !== want.bytes)
+      throw new CheckpointError(
+        dir,
+        `${name} has ${bytes.byteLength} bytes, the manifest says ${want.bytes} (truncated?)`,
+      );
+    if (sha256(bytes) !== want.sha256)
+      throw new CheckpointError(dir, `${name} does not match its SHA-256 in the manifest (corrupted)`);
     out.set(name, bytes);
   }
   for (const need of ["model.safetensors", "optimizer.safetensors", "optimizer.json", "trainer_state.json"])
@@ -243,7 +259,10 @@ export async function listCheckpoints(root: string): Promise<{ dir: string; step
 }
 
 /** The newest checkpoint whose manifest verifies; each one skipped is reported through `warn`. */
-export async function findLatestCheckpoint(root: string, warn: (m: string) => void = console.warn): Promise<string | null> {
+export async function findLatestCheckpoint(
+  root: string,
+  warn: (m: string) => void = console.warn,
+): Promise<string | null> {
   for (const c of await listCheckpoints(root)) {
     try {
       await verifyCheckpoint(c.dir);
@@ -256,7 +275,11 @@ export async function findLatestCheckpoint(root: string, warn: (m: string) => vo
 }
 
 /** Deletes checkpoints beyond the newest `keepLast` complete ones, sparing `keep` (the best) and incomplete ones newer than all. */
-export async function pruneCheckpoints(root: string, keepLast: number, keep: ReadonlySet<string> = new Set()): Promise<void> {
+export async function pruneCheckpoints(
+  root: string,
+  keepLast: number,
+  keep: ReadonlySet<string> = new Set(),
+): Promise<void> {
   const all = await listCheckpoints(root);
   let kept = 0;
   for (const c of all) {

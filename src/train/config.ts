@@ -20,7 +20,13 @@ import type { Logger, TrainerCallback } from "./loggers.ts";
 import type { EarlyStoppingConfig, StrategyConfig } from "./strategies.ts";
 
 /** The task decides the metrics; default from the model (`sequence-classification` -> text-classification). */
-export type TrainTask = "text-classification" | "image-classification" | "causal-lm" | "token-classification" | "multi-label" | "regression";
+export type TrainTask =
+  | "text-classification"
+  | "image-classification"
+  | "causal-lm"
+  | "token-classification"
+  | "multi-label"
+  | "regression";
 
 /** Optimizer settings (PyTorch names in camelCase). */
 export interface OptimizerConfig {
@@ -124,7 +130,8 @@ export interface TrainerConfig {
 export interface ResolvedConfig {
   task: TrainTask;
   strategy: StrategyConfig;
-  optimizer: Required<Omit<OptimizerConfig, "layerwiseLrDecay" | "groups">> & Pick<OptimizerConfig, "layerwiseLrDecay" | "groups">;
+  optimizer: Required<Omit<OptimizerConfig, "layerwiseLrDecay" | "groups">> &
+    Pick<OptimizerConfig, "layerwiseLrDecay" | "groups">;
   schedule: { name: SchedulerName; warmupSteps?: number; warmupRatio?: number };
   epochs: number;
   maxSteps: number | null;
@@ -144,7 +151,8 @@ export interface ResolvedConfig {
 
 function posInt(v: number | undefined, name: string, dflt: number): number {
   const x = v ?? dflt;
-  if (!(Number.isSafeInteger(x) && x >= 1)) throw new ValueError(`config: ${name} must be a positive integer, got ${v}`);
+  if (!(Number.isSafeInteger(x) && x >= 1))
+    throw new ValueError(`config: ${name} must be a positive integer, got ${v}`);
   return x;
 }
 
@@ -163,7 +171,8 @@ export function resolveConfig(c: TrainerConfig, strategy: StrategyConfig, hasEva
   const name = o.name ?? "adamw";
   const lr = o.lr ?? 5e-5;
   if (!(lr > 0)) throw new ValueError(`config: optimizer.lr must be > 0, got ${o.lr}`);
-  if (!["adamw", "adam", "sgd"].includes(name)) throw new ValueError(`config: optimizer.name must be adamw, adam or sgd, got '${name}'`);
+  if (!["adamw", "adam", "sgd"].includes(name))
+    throw new ValueError(`config: optimizer.name must be adamw, adam or sgd, got '${name}'`);
   const m = c.model as unknown as { modelType?: string; task?: string; sourceDir?: string };
   const clip = c.clipGradNorm === undefined ? 1.0 : c.clipGradNorm || null;
   return {
@@ -180,7 +189,11 @@ export function resolveConfig(c: TrainerConfig, strategy: StrategyConfig, hasEva
       ...(o.layerwiseLrDecay !== undefined ? { layerwiseLrDecay: o.layerwiseLrDecay } : {}),
       ...(o.groups ? { groups: o.groups } : {}),
     },
-    schedule: { name: c.schedule?.name ?? "linear", warmupSteps: c.schedule?.warmupSteps, warmupRatio: c.schedule?.warmupRatio },
+    schedule: {
+      name: c.schedule?.name ?? "linear",
+      warmupSteps: c.schedule?.warmupSteps,
+      warmupRatio: c.schedule?.warmupRatio,
+    },
     epochs: posInt(c.epochs, "epochs", 3),
     maxSteps: c.maxSteps === undefined ? null : posInt(c.maxSteps, "maxSteps", 1),
     batchSize: posInt(c.batchSize, "batchSize", 8),
@@ -196,10 +209,17 @@ export function resolveConfig(c: TrainerConfig, strategy: StrategyConfig, hasEva
       keepLast: c.checkpoint?.keepLast ?? 2,
       keepBest: c.checkpoint?.keepBest ?? true,
     },
-    nonFinite: { policy: c.nonFinite?.policy ?? "skip", maxConsecutive: posInt(c.nonFinite?.maxConsecutive, "nonFinite.maxConsecutive", 5) },
+    nonFinite: {
+      policy: c.nonFinite?.policy ?? "skip",
+      maxConsecutive: posInt(c.nonFinite?.maxConsecutive, "nonFinite.maxConsecutive", 5),
+    },
     seed: c.seed ?? 42,
     logEvery: posInt(c.logEvery, "logEvery", 10),
-    model: { name: c.modelName ?? m.sourceDir ?? m.modelType ?? c.model.constructor.name, modelType: m.modelType ?? "custom", task: m.task ?? "custom" },
+    model: {
+      name: c.modelName ?? m.sourceDir ?? m.modelType ?? c.model.constructor.name,
+      modelType: m.modelType ?? "custom",
+      task: m.task ?? "custom",
+    },
   };
 }
 

@@ -88,13 +88,27 @@ function textBatch(b: Batch): TrainBatch {
   const m = b.attentionMask;
   let tokens = 0;
   for (let i = 0; i < m.size; i++) tokens += m.data[m.offset + i];
-  return { inputs, labels: b.labels, numTargets: b.numTargets, numSamples: b.indices.length, numTokens: tokens, indices: b.indices };
+  return {
+    inputs,
+    labels: b.labels,
+    numTargets: b.numTargets,
+    numSamples: b.indices.length,
+    numTokens: tokens,
+    indices: b.indices,
+  };
 }
 
 function imageBatch(b: ImageBatch): TrainBatch {
   const n = b.indices.length;
   const numTargets = b.labels.dtype === "int32" ? n : n; // soft labels still average over rows
-  return { inputs: { pixelValues: b.pixelValues }, labels: b.labels, numTargets, numSamples: n, numTokens: 0, indices: b.indices };
+  return {
+    inputs: { pixelValues: b.pixelValues },
+    labels: b.labels,
+    numTargets,
+    numSamples: n,
+    numTokens: 0,
+    indices: b.indices,
+  };
 }
 
 class TextSource implements BatchSource {
@@ -202,9 +216,10 @@ export class FeatureSource implements BatchSource {
     const idx = this.epochOrder().slice(this.position * this.batchSize, (this.position + 1) * this.batchSize);
     const F = this.dim;
     const x = new Float32Array(idx.length * F);
-    idx.forEach((i, r) => x.set(this.features.subarray(i * F, (i + 1) * F), r * F));
+    for (const [r, i] of idx.entries()) x.set(this.features.subarray(i * F, (i + 1) * F), r * F);
     const perRow = this.labels.ndim === 2 ? this.labels.shape[1] : 1;
-    const lab = this.labels.dtype === "int32" ? new Int32Array(idx.length * perRow) : new Float32Array(idx.length * perRow);
+    const lab =
+      this.labels.dtype === "int32" ? new Int32Array(idx.length * perRow) : new Float32Array(idx.length * perRow);
     idx.forEach((i, r) => {
       for (let k = 0; k < perRow; k++) lab[r * perRow + k] = this.labels.data[this.labels.offset + i * perRow + k];
     });
@@ -214,7 +229,15 @@ export class FeatureSource implements BatchSource {
       this.position = 0;
     }
     const n = idx.length;
-    return { inputs: {}, features: new Tensor(x, "float32", [n, F]), labels, numTargets: n, numSamples: n, numTokens: 0, indices: idx };
+    return {
+      inputs: {},
+      features: new Tensor(x, "float32", [n, F]),
+      labels,
+      numTargets: n,
+      numSamples: n,
+      numTokens: 0,
+      indices: idx,
+    };
   }
   state() {
     return { epoch: this.epoch, position: this.position, seed: this.seed };
@@ -244,7 +267,9 @@ export function trainSource(spec: DataSpec, o: { batchSize: number; seed: number
   if (spec instanceof DataLoader) return new TextSource(spec);
   if (spec instanceof ImageLoader) return new ImageSource(spec);
   if (isEncoded(spec))
-    return new TextSource(new DataLoader(spec.examples, { batchSize: o.batchSize, seed: o.seed, padTokenId: spec.padTokenId }));
+    return new TextSource(
+      new DataLoader(spec.examples, { batchSize: o.batchSize, seed: o.seed, padTokenId: spec.padTokenId }),
+    );
   if (isImageSpec(spec))
     return new ImageSource(
       new ImageLoader(spec.dataset, {
@@ -257,7 +282,9 @@ export function trainSource(spec: DataSpec, o: { batchSize: number; seed: number
       }),
     );
   if (typeof (spec as BatchSource).next === "function") return spec as BatchSource;
-  throw new ValueError("train: expected an EncodedDataset, DataLoader, { dataset, transform }, ImageLoader or BatchSource");
+  throw new ValueError(
+    "train: expected an EncodedDataset, DataLoader, { dataset, transform }, ImageLoader or BatchSource",
+  );
 }
 
 /** A one-pass, in-order evaluation source for `spec`. */
@@ -281,14 +308,24 @@ export function evalSource(spec: DataSpec | EvalSource, o: { batchSize: number }
       },
     };
   }
-  const img = spec instanceof ImageLoader ? { dataset: spec.dataset, transform: spec.opts.transform, workers: spec.opts.workers } : isImageSpec(spec) ? spec : null;
+  const img =
+    spec instanceof ImageLoader
+      ? { dataset: spec.dataset, transform: spec.opts.transform, workers: spec.opts.workers }
+      : isImageSpec(spec)
+        ? spec
+        : null;
   if (img) {
     const bs = spec instanceof ImageLoader ? spec.opts.batchSize : o.batchSize;
     let loader: ImageLoader | null = null;
     return {
       numExamples: img.dataset.items.length,
       async *batches() {
-        loader = new ImageLoader(img.dataset, { transform: { ...img.transform, augment: null }, batchSize: bs, shuffle: false, workers: img.workers });
+        loader = new ImageLoader(img.dataset, {
+          transform: { ...img.transform, augment: null },
+          batchSize: bs,
+          shuffle: false,
+          workers: img.workers,
+        });
         for await (const b of loader) yield imageBatch(b);
         await loader.close();
       },
@@ -321,7 +358,10 @@ export function isSeparable(m: unknown): m is SeparableHead & Module {
  * Runs the frozen backbone once over `src` (in order, inference mode, no gradient) and returns the
  * pooled features by dataset index with the labels: the input of head-only training.
  */
-export async function computeFeatures(model: SeparableHead & Module, src: EvalSource): Promise<{ features: Float32Array; dim: number; labels: Tensor }> {
+export async function computeFeatures(
+  model: SeparableHead & Module,
+  src: EvalSource,
+): Promise<{ features: Float32Array; dim: number; labels: Tensor }> {
   const wasTraining = model.training;
   model.eval();
   const rows: Float32Array[] = [];

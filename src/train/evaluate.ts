@@ -56,7 +56,12 @@ function softmaxRow(v: Float64Array, o: number, k: number): number[] {
 }
 
 /** Evaluates `model` on `src` for `task`; restores the model's training mode afterwards. */
-export async function evaluate(model: Module, src: EvalSource, task: TrainTask, opts: { maxMistakes?: number } = {}): Promise<EvalResult> {
+export async function evaluate(
+  model: Module,
+  src: EvalSource,
+  task: TrainTask,
+  opts: { maxMistakes?: number } = {},
+): Promise<EvalResult> {
   const was = model.training;
   model.eval();
   let lossSum = 0;
@@ -84,7 +89,10 @@ export async function evaluate(model: Module, src: EvalSource, task: TrainTask, 
       if (task === "regression") {
         regP.push(...lg);
         regY.push(...y);
-      } else if (task === "multi-label" || (b.labels.dtype !== "int32" && b.labels.ndim === 2 && task !== "image-classification")) {
+      } else if (
+        task === "multi-label" ||
+        (b.labels.dtype !== "int32" && b.labels.ndim === 2 && task !== "image-classification")
+      ) {
         for (let r = 0; r < b.numSamples; r++) {
           probsML.push(Array.from(lg.subarray(r * K, (r + 1) * K), (x) => 1 / (1 + Math.exp(-x))));
           targML.push(Array.from(y.subarray(r * K, (r + 1) * K)));
@@ -99,7 +107,8 @@ export async function evaluate(model: Module, src: EvalSource, task: TrainTask, 
           const p = softmaxRow(lg, r * K, K);
           const pr = argmax(Float64Array.from(p), 0, K);
           preds.push(pr);
-          ys.push((yr = Math.round(yr)));
+          yr = Math.round(yr);
+          ys.push(yr);
           conf.push(p[pr]);
           rows.push(b.indices[Math.floor((r * b.numSamples) / n)] ?? r);
         }
@@ -117,11 +126,16 @@ export async function evaluate(model: Module, src: EvalSource, task: TrainTask, 
   else if (preds.length) {
     const names = labelNames(model, K);
     const c = classificationMetrics(preds, ys, names);
-    Object.assign(metrics, { accuracy: c.accuracy, f1Macro: c.f1Macro, precisionMacro: c.precisionMacro, recallMacro: c.recallMacro });
+    Object.assign(metrics, {
+      accuracy: c.accuracy,
+      f1Macro: c.f1Macro,
+      precisionMacro: c.precisionMacro,
+      recallMacro: c.recallMacro,
+    });
     res.labels = names;
     res.confusion = c.confusion;
     res.perClass = c.perClass;
-    const wrong = preds.map((p, i) => i).filter((i) => preds[i] !== ys[i]);
+    const wrong = preds.map((_p, i) => i).filter((i) => preds[i] !== ys[i]);
     wrong.sort((a, b) => conf[b] - conf[a] || a - b);
     res.mistakes = wrong.slice(0, opts.maxMistakes ?? 10).map((i) => ({
       index: rows[i],

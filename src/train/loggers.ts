@@ -23,12 +23,12 @@ export interface StepInfo {
 }
 
 /**
- * Hooks into the loop (all optional). Returning "stop" from `onStepEnd`/`onEvaluate` ends training
+ * Hooks into the loop (all optional). Returning (or resolving to) "stop" from `onStepEnd`/`onEvaluate` ends training
  * after the current step, like HF's `control.should_training_stop`.
  */
 export interface TrainerCallback {
-  onStepEnd?(s: StepInfo): void | "stop" | Promise<void | "stop">;
-  onEvaluate?(row: MetricRow): void | "stop" | Promise<void | "stop">;
+  onStepEnd?(s: StepInfo): unknown;
+  onEvaluate?(row: MetricRow): unknown;
   onEpochEnd?(epoch: number): void | Promise<void>;
   onTrainEnd?(rows: readonly MetricRow[]): void | Promise<void>;
 }
@@ -65,7 +65,10 @@ export class JsonlLogger implements Logger {
       } catch {
         text = "";
       }
-      const lines = text.split("\n").filter((l) => l.length > 0).slice(0, keepLines);
+      const lines = text
+        .split("\n")
+        .filter((l) => l.length > 0)
+        .slice(0, keepLines);
       writeFileSync(path, lines.map((l) => `${l}\n`).join(""));
     }
   }

@@ -31,8 +31,13 @@ export interface ClassificationMetrics {
 }
 
 /** Accuracy, per-class and macro precision/recall/F1 and the confusion matrix (sklearn's zero_division=0). */
-export function classificationMetrics(predicted: readonly number[], labels: readonly number[], names: readonly string[]): ClassificationMetrics {
-  if (predicted.length !== labels.length) throw new ValueError(`metrics: ${predicted.length} predictions for ${labels.length} labels`);
+export function classificationMetrics(
+  predicted: readonly number[],
+  labels: readonly number[],
+  names: readonly string[],
+): ClassificationMetrics {
+  if (predicted.length !== labels.length)
+    throw new ValueError(`metrics: ${predicted.length} predictions for ${labels.length} labels`);
   const K = names.length;
   const confusion = Array.from({ length: K }, () => new Array<number>(K).fill(0));
   let correct = 0;
@@ -62,7 +67,11 @@ export function classificationMetrics(predicted: readonly number[], labels: read
 }
 
 /** Multi-label metrics at `threshold` on probabilities (N rows of K). */
-export function multiLabelMetrics(probs: readonly number[][], targets: readonly number[][], threshold = 0.5): { accuracy: number; f1Micro: number; f1Macro: number } {
+export function multiLabelMetrics(
+  probs: readonly number[][],
+  targets: readonly number[][],
+  threshold = 0.5,
+): { accuracy: number; f1Micro: number; f1Macro: number } {
   const K = targets[0]?.length ?? 0;
   let exact = 0;
   const tp = new Array<number>(K).fill(0);
@@ -87,7 +96,10 @@ export function multiLabelMetrics(probs: readonly number[][], targets: readonly 
 }
 
 /** Regression metrics over flattened predictions and targets. */
-export function regressionMetrics(pred: readonly number[], target: readonly number[]): { mse: number; mae: number; rmse: number; r2: number } {
+export function regressionMetrics(
+  pred: readonly number[],
+  target: readonly number[],
+): { mse: number; mae: number; rmse: number; r2: number } {
   const n = pred.length;
   if (n !== target.length) throw new ValueError(`metrics: ${n} predictions for ${target.length} targets`);
   let se = 0;
@@ -137,7 +149,8 @@ export class EarlyStopping {
     this.mode = c.mode ?? (isHigherBetter(this.metric) ? "max" : "min");
     this.minDelta = c.minDelta ?? 0;
     this.restoreBest = c.restoreBest ?? true;
-    if (!(Number.isInteger(this.patience) && this.patience >= 0)) throw new ValueError(`earlyStopping.patience must be a non-negative integer, got ${c.patience}`);
+    if (!(Number.isInteger(this.patience) && this.patience >= 0))
+      throw new ValueError(`earlyStopping.patience must be a non-negative integer, got ${c.patience}`);
   }
 
   /** True when `value` beats the best so far by more than minDelta. */

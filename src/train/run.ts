@@ -34,7 +34,15 @@ export interface RunResult {
   steps: number;
   skippedSteps: number;
   /** Paths written under runDir (empty without one). */
-  paths: { runDir?: string; model?: string; adapter?: string; merged?: string; report?: string; summary?: string; metrics?: string };
+  paths: {
+    runDir?: string;
+    model?: string;
+    adapter?: string;
+    merged?: string;
+    report?: string;
+    summary?: string;
+    metrics?: string;
+  };
   /** The report's input. */
   record: RunRecord;
   /** Writes the model (or adapter), report.html, summary.txt and metrics.jsonl to `dir`. */
@@ -76,7 +84,8 @@ async function saveWeights(t: Trainer, dir: string, merged: boolean): Promise<Ru
     return { model: join(dir, "model") };
   }
   const src = (model as unknown as { sourceDir?: string }).sourceDir ?? null;
-  const taskType = model.task === "causal-lm" ? "CAUSAL_LM" : model.task === "sequence-classification" ? "SEQ_CLS" : null;
+  const taskType =
+    model.task === "causal-lm" ? "CAUSAL_LM" : model.task === "sequence-classification" ? "SEQ_CLS" : null;
   await saveAdapter(lora, join(dir, "adapter"), { baseModelNameOrPath: src, taskType });
   const out: RunResult["paths"] = { adapter: join(dir, "adapter") };
   if (merged) {
@@ -95,7 +104,11 @@ async function saveWeights(t: Trainer, dir: string, merged: boolean): Promise<Ru
 export async function finishRun(t: Trainer, info: FinishInfo): Promise<RunResult> {
   const c = t.config;
   const summary = trainableSummary(t.model);
-  const note = info.halted ?? (info.auditVerified ? "frozen parameters and BatchNorm statistics bitwise unchanged after the first step" : "no optimiser step was taken");
+  const note =
+    info.halted ??
+    (info.auditVerified
+      ? "frozen parameters and BatchNorm statistics bitwise unchanged after the first step"
+      : "no optimiser step was taken");
   const ev = info.lastEval;
   const record: RunRecord = {
     title: `${c.model.name} (${c.strategy.name}${c.strategy.topN !== undefined ? `:${c.strategy.topN}` : ""})`,
@@ -114,7 +127,10 @@ export async function finishRun(t: Trainer, info: FinishInfo): Promise<RunResult
   if (ev?.mistakes) record.mistakes = ev.mistakes;
   if (t.options.baselines) record.baselines = t.options.baselines;
   const es = c.earlyStopping;
-  const best = info.bestStep !== null && info.bestValue !== null ? { metric: es?.metric ?? "loss", value: info.bestValue, step: info.bestStep } : null;
+  const best =
+    info.bestStep !== null && info.bestValue !== null
+      ? { metric: es?.metric ?? "loss", value: info.bestValue, step: info.bestStep }
+      : null;
   const save = async (dir: string): Promise<RunResult["paths"]> => {
     await mkdir(dir, { recursive: true });
     const paths: RunResult["paths"] = { runDir: dir, ...(await saveWeights(t, dir, !!t.options.saveMerged)) };

@@ -15,8 +15,9 @@
  * const groups = paramGroups(model, plan.optimizerModules(0), { lr: 2e-5, weightDecay: 0.01, layerwiseLrDecay: 0.8 }, plan.layout);
  * ```
  */
-import { type Module, matchesAny, type Parameter } from "../nn/module.ts";
+
 import { getArchitecture } from "../models/registry.ts";
+import { type Module, matchesAny, type Parameter } from "../nn/module.ts";
 import { applyLora, type LoraConfig, type LoraModel } from "../peft/index.ts";
 import { ValueError } from "../tensor/errors.ts";
 
@@ -222,7 +223,9 @@ export function prepareStrategy(model: Module, strategy: StrategyConfig): Strate
   const headSet = [...layout.head];
   const needHead = (what: string) => {
     if (!headSet.length || model.numParameters() === 0)
-      throw new ValueError(`strategy '${what}': the model has no separate trainable head (tied LM head?); use top:N, full or lora`);
+      throw new ValueError(
+        `strategy '${what}': the model has no separate trainable head (tied LM head?); use top:N, full or lora`,
+      );
   };
   let phases: PhasePlan[];
   let lora: LoraModel | undefined;
@@ -252,7 +255,10 @@ export function prepareStrategy(model: Module, strategy: StrategyConfig): Strate
       if (!s.lora) throw new ValueError("strategy 'lora' needs lora settings ({ targets, rank, alpha, ... })");
       const modulesToSave = s.lora.modulesToSave ?? (hasNewHead ? headSet : []);
       lora = applyLora(model, { ...s.lora, modulesToSave });
-      const trainable = model.namedParameters().filter(([, p]) => p.requiresGrad).map(([n]) => n);
+      const trainable = model
+        .namedParameters()
+        .filter(([, p]) => p.requiresGrad)
+        .map(([n]) => n);
       phases = [{ modules: trainable, lrFactor: 1 }];
       break;
     }
@@ -323,7 +329,12 @@ export interface NamedGroup {
  * by the `groups` overrides, and split into decay / no-decay. Group order is deterministic (a
  * checkpoint's optimizer state maps onto it).
  */
-export function paramGroups(model: Module, modules: readonly string[], o: GroupOptions, layout: ModelLayout): NamedGroup[] {
+export function paramGroups(
+  model: Module,
+  modules: readonly string[],
+  o: GroupOptions,
+  layout: ModelLayout,
+): NamedGroup[] {
   const noDecay = o.noDecay ?? ((_n: string, p: Parameter) => p.ndim < 2);
   const nb = layout.blocks.length;
   const depthOf = (n: string): number => {
@@ -336,7 +347,7 @@ export function paramGroups(model: Module, modules: readonly string[], o: GroupO
   for (const [n, p] of parametersOf(model, modules)) {
     if (!(p.dtype === "float32" || p.dtype === "float64")) continue;
     const oi = o.groups?.findIndex((g) => matchesAny(n, [g.pattern])) ?? -1;
-    const over = oi >= 0 ? o.groups![oi] : undefined;
+    const over = oi >= 0 ? o.groups?.[oi] : undefined;
     const depth = o.layerwiseLrDecay !== undefined ? depthOf(n) : 0;
     let lr = over?.lr ?? o.lr * (o.layerwiseLrDecay ?? 1) ** depth;
     const wd0 = over?.weightDecay ?? o.weightDecay;

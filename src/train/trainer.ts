@@ -13,22 +13,49 @@
  * console.log(run.best, run.paths.model);
  * ```
  */
-import { performance } from "node:perf_hooks";
+
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { performance } from "node:perf_hooks";
 import { backward } from "../autograd/index.ts";
+import { ImageLoader } from "../data/images/loader.ts";
 import type { Module } from "../nn/module.ts";
 import { mul } from "../ops/index.ts";
-import { Adam, AdamW, type BaseHyper, clipGradNorm, getScheduler, globalNorm, type LRScheduler, type Optimizer, SGD } from "../optim/index.ts";
+import {
+  Adam,
+  AdamW,
+  type BaseHyper,
+  clipGradNorm,
+  getScheduler,
+  globalNorm,
+  type LRScheduler,
+  type Optimizer,
+  SGD,
+} from "../optim/index.ts";
 import type { MetricRow } from "../report/types.ts";
 import { TunekitError, ValueError } from "../tensor/errors.ts";
 import { defaultGenerator, manualSeed } from "../tensor/rng.ts";
 import { Tensor } from "../tensor/tensor.ts";
 import { type FrozenSnapshot, snapshotFrozen } from "./audit.ts";
-import { checkpointName, findLatestCheckpoint, loadCheckpoint, pruneCheckpoints, saveCheckpoint } from "./checkpoint.ts";
+import {
+  checkpointName,
+  findLatestCheckpoint,
+  loadCheckpoint,
+  pruneCheckpoints,
+  saveCheckpoint,
+} from "./checkpoint.ts";
 import { configHash, configJson, type ResolvedConfig, resolveConfig, type TrainerConfig } from "./config.ts";
-import { ImageLoader } from "../data/images/loader.ts";
-import { type BatchSource, computeFeatures, type ImageDataSpec, type EvalSource, evalSource, FeatureSource, isSeparable, type TrainBatch, trainSource } from "./data.ts";
+import {
+  type BatchSource,
+  computeFeatures,
+  type EvalSource,
+  evalSource,
+  FeatureSource,
+  type ImageDataSpec,
+  isSeparable,
+  type TrainBatch,
+  trainSource,
+} from "./data.ts";
 import { type EvalResult, evaluate, forwardBatch } from "./evaluate.ts";
 import { JsonlLogger, type Logger, ProgressLogger, type TrainerCallback } from "./loggers.ts";
 import { EarlyStopping } from "./metrics.ts";
@@ -44,7 +71,10 @@ export class NonFiniteError extends TunekitError {
 type SavedState = LoopState & {
   configHash: string;
   scheduler: ReturnType<LRScheduler["stateDict"]>;
-  rng: { default: ReturnType<typeof defaultGenerator.getState>; lora: ReturnType<typeof defaultGenerator.getState> | null };
+  rng: {
+    default: ReturnType<typeof defaultGenerator.getState>;
+    lora: ReturnType<typeof defaultGenerator.getState> | null;
+  };
   data: unknown;
   es: ReturnType<EarlyStopping["state"]> | null;
   phaseEs: ReturnType<EarlyStopping["state"]> | null;
@@ -75,7 +105,17 @@ export class Trainer {
   private evalSrc?: EvalSource;
   private readonly loggers: Logger[];
   private readonly callbacks: TrainerCallback[];
-  private s: LoopState = { step: 0, phase: 0, phaseStartStep: 0, phaseStartEpoch: 0, skippedSteps: 0, consecutiveSkips: 0, lossWindow: [], lastEvalStep: -1, bestDir: null };
+  private s: LoopState = {
+    step: 0,
+    phase: 0,
+    phaseStartStep: 0,
+    phaseStartEpoch: 0,
+    skippedSteps: 0,
+    consecutiveSkips: 0,
+    lossWindow: [],
+    lastEvalStep: -1,
+    bestDir: null,
+  };
   private rows: MetricRow[] = [];
   private es: EarlyStopping | null = null;
   private phaseEs: EarlyStopping | null = null;
@@ -104,7 +144,8 @@ export class Trainer {
     await this.setupData();
     const runDir = this.options.runDir;
     const ckptRoot = runDir ? join(runDir, "checkpoints") : null;
-    const resumeFrom = this.options.resume && ckptRoot ? await findLatestCheckpoint(ckptRoot, (m) => process.emitWarning(m)) : null;
+    const resumeFrom =
+      this.options.resume && ckptRoot ? await findLatestCheckpoint(ckptRoot, (m) => process.emitWarning(m)) : null;
     if (runDir) {
       mkdirSync(runDir, { recursive: true });
       writeFileSync(join(runDir, "config.json"), `${configJson({ ...c, configHash: configHash(c) }, 2)}\n`);
@@ -113,7 +154,8 @@ export class Trainer {
     this.es = es ? new EarlyStopping(es) : null;
     if (resumeFrom) await this.restore(resumeFrom);
     else this.enterPhase(0, 0);
-    if (runDir) this.loggers.push(new JsonlLogger(join(runDir, "metrics.jsonl"), resumeFrom ? this.rows.length : undefined));
+    if (runDir)
+      this.loggers.push(new JsonlLogger(join(runDir, "metrics.jsonl"), resumeFrom ? this.rows.length : undefined));
     this.timing.start = performance.now();
     let halted: string | null = null;
     try {
@@ -121,12 +163,23 @@ export class Trainer {
     } finally {
       await this.src.close();
     }
-    if (this.es?.restoreBest && this.s.bestDir) this.model.loadStateDict((await loadCheckpoint(this.s.bestDir)).model, { strict: false });
+    if (this.es?.restoreBest && this.s.bestDir)
+      this.model.loadStateDict((await loadCheckpoint(this.s.bestDir)).model, { strict: false });
     else if (this.es?.restoreBest && this.best) this.model.loadStateDict(this.best, { strict: false });
-    if (this.evalSrc && (this.lastEval === null || this.es?.restoreBest)) this.lastEval = await evaluate(this.model, this.evalSrc, c.task);
+    if (this.evalSrc && (this.lastEval === null || this.es?.restoreBest))
+      this.lastEval = await evaluate(this.model, this.evalSrc, c.task);
     for (const cb of this.callbacks) await cb.onTrainEnd?.(this.rows);
     for (const l of this.loggers) l.close?.();
-    const result = await finishRun(this, { rows: this.rows, lastEval: this.lastEval, auditVerified: this.auditVerified, skippedSteps: this.s.skippedSteps, timing: this.timingRecord(), halted, bestStep: this.es?.bestStep ?? null, bestValue: this.es?.best ?? null });
+    const result = await finishRun(this, {
+      rows: this.rows,
+      lastEval: this.lastEval,
+      auditVerified: this.auditVerified,
+      skippedSteps: this.s.skippedSteps,
+      timing: this.timingRecord(),
+      halted,
+      bestStep: this.es?.bestStep ?? null,
+      bestValue: this.es?.best ?? null,
+    });
     if (halted) {
       const e = new NonFiniteError(halted);
       e.result = result;
@@ -163,11 +216,27 @@ export class Trainer {
     const p = this.plan.phases[phase];
     const o = c.optimizer;
     const lr = o.lr * p.lrFactor;
-    const groups = paramGroups(this.model, this.plan.optimizerModules(phase), { lr, weightDecay: o.weightDecay, layerwiseLrDecay: o.layerwiseLrDecay, groups: o.groups }, this.plan.layout);
-    if (o.name === "sgd") this.optimizer = new SGD(groups, { lr, momentum: o.momentum, nesterov: o.nesterov, weightDecay: o.weightDecay }) as unknown as Optimizer<BaseHyper>;
+    const groups = paramGroups(
+      this.model,
+      this.plan.optimizerModules(phase),
+      { lr, weightDecay: o.weightDecay, layerwiseLrDecay: o.layerwiseLrDecay, groups: o.groups },
+      this.plan.layout,
+    );
+    if (o.name === "sgd")
+      this.optimizer = new SGD(groups, {
+        lr,
+        momentum: o.momentum,
+        nesterov: o.nesterov,
+        weightDecay: o.weightDecay,
+      }) as unknown as Optimizer<BaseHyper>;
     else {
       const Ctor = o.name === "adam" ? Adam : AdamW;
-      this.optimizer = new Ctor(groups, { lr, betas: o.betas, eps: o.eps, weightDecay: o.weightDecay }) as unknown as Optimizer<BaseHyper>;
+      this.optimizer = new Ctor(groups, {
+        lr,
+        betas: o.betas,
+        eps: o.eps,
+        weightDecay: o.weightDecay,
+      }) as unknown as Optimizer<BaseHyper>;
     }
     const total = Math.max(1, this.phaseEnd().step - atStep);
     const warm = c.schedule.warmupSteps ?? Math.ceil((c.schedule.warmupRatio ?? 0) * total);
@@ -186,7 +255,12 @@ export class Trainer {
       const tr = await computeFeatures(this.model, evalSource(o.train, { batchSize: c.evalBatchSize }));
       // Same batches as the image loader would give: its epoch order over the cached rows.
       const img = o.train as ImageDataSpec;
-      const ref = new ImageLoader(img.dataset, { transform: img.transform, batchSize: c.batchSize, seed: c.seed, workers: 0 });
+      const ref = new ImageLoader(img.dataset, {
+        transform: img.transform,
+        batchSize: c.batchSize,
+        seed: c.seed,
+        workers: 0,
+      });
       const fs = new FeatureSource(tr.features, tr.dim, tr.labels, c.batchSize, c.seed, true, (e) => ref.epochOrder(e));
       this.src = fs;
       if (o.eval) {
@@ -232,9 +306,28 @@ export class Trainer {
       if (this.s.step % c.logEvery === 0 || this.s.step === end.step) this.logTrain(lr);
       const now = performance.now();
       for (const l of this.loggers)
-        l.progress?.({ step: this.s.step, totalSteps: this.plannedSteps(), loss, lr, throughput: windowUnits / Math.max(1e-9, (now - windowStart) / 1000), unit: c.task === "causal-lm" ? "tokens/s" : "samples/s", elapsedMs: now - this.timing.start });
+        l.progress?.({
+          step: this.s.step,
+          totalSteps: this.plannedSteps(),
+          loss,
+          lr,
+          throughput: windowUnits / Math.max(1e-9, (now - windowStart) / 1000),
+          unit: c.task === "causal-lm" ? "tokens/s" : "samples/s",
+          elapsedMs: now - this.timing.start,
+        });
       if (now - windowStart > 5000) [windowStart, windowUnits] = [now, 0];
-      for (const cb of this.callbacks) if ((await cb.onStepEnd?.({ step: this.s.step, epoch: this.epochF(), phase: this.s.phase, loss, lr, skipped: !ok })) === "stop") this.stopRequested = true;
+      for (const cb of this.callbacks)
+        if (
+          (await cb.onStepEnd?.({
+            step: this.s.step,
+            epoch: this.epochF(),
+            phase: this.s.phase,
+            loss,
+            lr,
+            skipped: !ok,
+          })) === "stop"
+        )
+          this.stopRequested = true;
       let isBest = false;
       if (c.evalEvery && this.s.step % c.evalEvery === 0) isBest = (await this.runEval()) || isBest;
       const epochDone = this.src.cursor().position === 0;
@@ -296,7 +389,10 @@ export class Trainer {
 
   private plannedSteps(): number {
     let steps = this.phaseEnd().step;
-    for (let p = this.s.phase + 1; p < this.plan.phases.length; p++) steps += (p === this.plan.phases.length - 1 ? this.config.epochs : (this.plan.phases[p].epochs ?? 1)) * this.stepsPerEpoch;
+    for (let p = this.s.phase + 1; p < this.plan.phases.length; p++)
+      steps +=
+        (p === this.plan.phases.length - 1 ? this.config.epochs : (this.plan.phases[p].epochs ?? 1)) *
+        this.stepsPerEpoch;
     return this.config.maxSteps ?? steps;
   }
 
@@ -308,7 +404,14 @@ export class Trainer {
   private logTrain(lr: number): void {
     const w = this.s.lossWindow;
     const loss = w.reduce((a, b) => a + b, 0) / w.length;
-    const row: MetricRow = { step: this.s.step, epoch: this.epochF(), split: "train", loss, lr, skippedSteps: this.s.skippedSteps };
+    const row: MetricRow = {
+      step: this.s.step,
+      epoch: this.epochF(),
+      split: "train",
+      loss,
+      lr,
+      skippedSteps: this.s.skippedSteps,
+    };
     if (this.plan.phases.length > 1) row.phase = this.s.phase;
     this.s.lossWindow = [];
     this.emit(row);
@@ -331,7 +434,10 @@ export class Trainer {
     }
     if (!this.es) return false;
     const v = m[this.es.metric];
-    if (v === undefined) throw new ValueError(`earlyStopping.metric '${this.es.metric}' is not an eval metric (${Object.keys(m).join(", ")})`);
+    if (v === undefined)
+      throw new ValueError(
+        `earlyStopping.metric '${this.es.metric}' is not an eval metric (${Object.keys(m).join(", ")})`,
+      );
     const { improved, stop } = this.es.update(v, this.s.step);
     if (stop) this.stopRequested = true;
     if (improved && this.es.restoreBest && !this.options.runDir) this.best = this.trainableState();
@@ -375,7 +481,18 @@ export class Trainer {
     }
     const dir = join(root, checkpointName(this.s.step));
     if (keepBest) this.s.bestDir = dir;
-    const trainer = { version: 1, configHash: configHash(this.config), ...this.s, scheduler: this.scheduler.stateDict(), rng: { default: defaultGenerator.getState(), lora: this.config.strategy.lora?.generator?.getState() ?? null }, data: this.src.state(), es: this.es?.state() ?? null, phaseEs: this.phaseEs?.state() ?? null, metricsLines: this.rows.length, auditVerified: this.auditVerified };
+    const trainer = {
+      version: 1,
+      configHash: configHash(this.config),
+      ...this.s,
+      scheduler: this.scheduler.stateDict(),
+      rng: { default: defaultGenerator.getState(), lora: this.config.strategy.lora?.generator?.getState() ?? null },
+      data: this.src.state(),
+      es: this.es?.state() ?? null,
+      phaseEs: this.phaseEs?.state() ?? null,
+      metricsLines: this.rows.length,
+      auditVerified: this.auditVerified,
+    };
     await saveCheckpoint(dir, { model: state, optimizer: this.optimizer.stateDict(), trainer });
     await pruneCheckpoints(root, k.keepLast, new Set(this.s.bestDir ? [this.s.bestDir] : []));
   }
@@ -385,7 +502,9 @@ export class Trainer {
     const ck = await loadCheckpoint(dir);
     const st = ck.trainer as unknown as SavedState;
     if (st.configHash !== configHash(this.config))
-      throw new ValueError(`resume: ${dir} was written with another config (hash ${st.configHash}, now ${configHash(this.config)})`);
+      throw new ValueError(
+        `resume: ${dir} was written with another config (hash ${st.configHash}, now ${configHash(this.config)})`,
+      );
     await this.src.restore(st.data);
     // Rebuild the phase as it was entered, then advance the trainable set to the saved epoch.
     this.enterPhase(st.phase, st.phaseStartStep, st.phaseStartEpoch);
@@ -397,7 +516,8 @@ export class Trainer {
     if (st.rng.lora) this.config.strategy.lora?.generator?.setState(st.rng.lora);
     if (st.es && this.es) this.es.load(st.es);
     if (st.phaseEs && this.phaseEs) this.phaseEs.load(st.phaseEs);
-    for (const k of Object.keys(this.s) as (keyof LoopState)[]) (this.s as unknown as Record<string, unknown>)[k] = st[k];
+    for (const k of Object.keys(this.s) as (keyof LoopState)[])
+      (this.s as unknown as Record<string, unknown>)[k] = st[k];
     this.auditVerified = st.auditVerified;
     this.audit = snapshotFrozen(this.model);
     this.rows = this.options.runDir ? readRows(join(this.options.runDir, "metrics.jsonl"), st.metricsLines) : [];

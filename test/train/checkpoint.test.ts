@@ -7,7 +7,20 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { tensor } from "../../src/tensor/tensor.ts";
-import { checkpointName, classificationMetrics, EarlyStopping, findLatestCheckpoint, loadCheckpoint, multiLabelMetrics, perplexity, pruneCheckpoints, regressionMetrics, saveCheckpoint, Trainer, verifyCheckpoint } from "../../src/train/index.ts";
+import {
+  checkpointName,
+  classificationMetrics,
+  EarlyStopping,
+  findLatestCheckpoint,
+  loadCheckpoint,
+  multiLabelMetrics,
+  perplexity,
+  pruneCheckpoints,
+  regressionMetrics,
+  saveCheckpoint,
+  Trainer,
+  verifyCheckpoint,
+} from "../../src/train/index.ts";
 import { clsData, tinyModel } from "./helpers.ts";
 
 const root = mkdtempSync(join(tmpdir(), "tunekit-ckpt-"));
@@ -48,7 +61,10 @@ test("manifest catches truncation, bit flips and a missing manifest; resume take
   unlinkSync(join(ck, checkpointName(2), "manifest.json"));
   assert.equal(await findLatestCheckpoint(ck, (w) => warnings.push(w)), join(ck, checkpointName(1)));
   assert.equal(warnings.length, 3);
-  assert.match(warnings.join("\n"), /step-00000004.*SHA-256[\s\S]*step-00000003.*truncated[\s\S]*step-00000002.*incomplete/);
+  assert.match(
+    warnings.join("\n"),
+    /step-00000004.*SHA-256[\s\S]*step-00000003.*truncated[\s\S]*step-00000002.*incomplete/,
+  );
   await pruneCheckpoints(ck, 1, new Set([join(ck, checkpointName(1))]));
   assert.equal(await findLatestCheckpoint(ck, () => {}), join(ck, checkpointName(1)));
 });
@@ -67,7 +83,15 @@ test("trainer resume skips a bit-flipped newest checkpoint and ends like the uni
     resume,
     quiet: true,
     seed: 5,
-    callbacks: crashAt ? [{ onStepEnd: (s: { step: number }) => { if (s.step === crashAt) throw new Error("crash"); } }] : [],
+    callbacks: crashAt
+      ? [
+          {
+            onStepEnd: (s: { step: number }) => {
+              if (s.step === crashAt) throw new Error("crash");
+            },
+          },
+        ]
+      : [],
   });
   await new Trainer(cfg(join(root, "ref"), false)).fit();
   const dir = join(root, "run");
@@ -83,18 +107,48 @@ test("trainer resume skips a bit-flipped newest checkpoint and ends like the uni
   await new Promise((r) => setImmediate(r));
   process.off("warning", onWarn);
   assert.equal(run.steps, 6);
-  assert.ok(warnings.some((w) => /step-00000004.*SHA-256/.test(w)), warnings.join("\n"));
-  assert.equal(readFileSync(join(dir, "metrics.jsonl"), "utf8"), readFileSync(join(root, "ref", "metrics.jsonl"), "utf8"));
-  assert.ok(readFileSync(join(dir, "model", "model.safetensors")).equals(readFileSync(join(root, "ref", "model", "model.safetensors"))));
+  assert.ok(
+    warnings.some((w) => /step-00000004.*SHA-256/.test(w)),
+    warnings.join("\n"),
+  );
+  assert.equal(
+    readFileSync(join(dir, "metrics.jsonl"), "utf8"),
+    readFileSync(join(root, "ref", "metrics.jsonl"), "utf8"),
+  );
+  assert.ok(
+    readFileSync(join(dir, "model", "model.safetensors")).equals(
+      readFileSync(join(root, "ref", "model", "model.safetensors")),
+    ),
+  );
 });
 
 test("metrics: classification, multi-label, regression, perplexity, early stopping", () => {
   const m = classificationMetrics([0, 1, 1, 2, 2, 2], [0, 1, 0, 2, 2, 1], ["a", "b", "c"]);
   assert.equal(m.accuracy, 4 / 6);
-  assert.deepEqual(m.confusion, [[1, 1, 0], [0, 1, 1], [0, 0, 2]]);
-  assert.deepEqual(m.perClass.map((c) => [c.precision, c.recall, c.support]), [[1, 0.5, 2], [0.5, 0.5, 2], [2 / 3, 1, 2]]);
+  assert.deepEqual(m.confusion, [
+    [1, 1, 0],
+    [0, 1, 1],
+    [0, 0, 2],
+  ]);
+  assert.deepEqual(
+    m.perClass.map((c) => [c.precision, c.recall, c.support]),
+    [
+      [1, 0.5, 2],
+      [0.5, 0.5, 2],
+      [2 / 3, 1, 2],
+    ],
+  );
   assert.ok(Math.abs(m.f1Macro - (2 / 3 + 0.5 + 0.8) / 3) < 1e-12);
-  const ml = multiLabelMetrics([[0.9, 0.1], [0.6, 0.7]], [[1, 0], [1, 0]]);
+  const ml = multiLabelMetrics(
+    [
+      [0.9, 0.1],
+      [0.6, 0.7],
+    ],
+    [
+      [1, 0],
+      [1, 0],
+    ],
+  );
   assert.equal(ml.accuracy, 0.5);
   assert.ok(Math.abs(ml.f1Micro - 0.8) < 1e-12);
   const r = regressionMetrics([1, 2, 3], [1, 2, 5]);
@@ -102,6 +156,9 @@ test("metrics: classification, multi-label, regression, perplexity, early stoppi
   assert.ok(Math.abs(perplexity(Math.log(7)) - 7) < 1e-12);
   const es = new EarlyStopping({ metric: "accuracy", patience: 2 });
   assert.equal(es.mode, "max");
-  assert.deepEqual([0.5, 0.6, 0.55, 0.7, 0.69, 0.65].map((v, i) => es.update(v, i).stop), [false, false, false, false, false, true]);
+  assert.deepEqual(
+    [0.5, 0.6, 0.55, 0.7, 0.69, 0.65].map((v, i) => es.update(v, i).stop),
+    [false, false, false, false, false, true],
+  );
   assert.equal(es.bestStep, 3);
 });

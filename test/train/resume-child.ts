@@ -14,7 +14,7 @@ await new Trainer({
   strategy: "full",
   optimizer: { name: "adamw", lr: 3e-3 },
   schedule: { name: "cosine", warmupSteps: 2 },
-  epochs: 3,
+  epochs: 2,
   batchSize: 3,
   gradAccumulation: 2,
   evalEvery: 3,

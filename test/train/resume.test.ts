@@ -28,7 +28,16 @@ before(async () => {
   try {
     const { build } = (await import("esbuild")) as typeof import("esbuild");
     const out = fileURLToPath(new URL("../../node_modules/.cache/tunekit-test/resume-child.mjs", import.meta.url));
-    await build({ entryPoints: [CHILD], bundle: true, platform: "node", format: "esm", target: "node20", outfile: out, packages: "external", logLevel: "error" });
+    await build({
+      entryPoints: [CHILD],
+      bundle: true,
+      platform: "node",
+      format: "esm",
+      target: "node20",
+      outfile: out,
+      packages: "external",
+      logLevel: "error",
+    });
     bundled = out;
   } catch {
     bundled = null;
@@ -45,7 +54,12 @@ interface Exit {
 /** Runs the child; with `killAt` (ms after training started, i.e. metrics.jsonl appeared) SIGKILLs it. */
 function runChild(dir: string, killAt?: number): Promise<Exit> {
   return new Promise((resolve) => {
-    const env = { ...process.env, TUNEKIT_TEST_CKPT_PAUSE_MS: "10", TUNEKIT_BACKEND: "reference", TUNEKIT_FIXTURE_MODELS: FIXTURES };
+    const env = {
+      ...process.env,
+      TUNEKIT_TEST_CKPT_PAUSE_MS: "10",
+      TUNEKIT_BACKEND: "reference",
+      TUNEKIT_FIXTURE_MODELS: FIXTURES,
+    };
     const args = bundled ? [bundled, dir] : ["--import", "tsx", CHILD, dir];
     const p = spawn(process.execPath, args, { env, stdio: ["ignore", "ignore", "pipe"] });
     let stderr = "";
@@ -69,10 +83,14 @@ function runChild(dir: string, killAt?: number): Promise<Exit> {
 function incomplete(dir: string): number {
   const ck = join(dir, "checkpoints");
   if (!existsSync(ck)) return 0;
-  return readdirSync(ck).filter((d) => !existsSync(join(ck, d, "manifest.json")) || readdirSync(join(ck, d)).some((f) => f.endsWith(".tmp"))).length;
+  return readdirSync(ck).filter(
+    (d) => !existsSync(join(ck, d, "manifest.json")) || readdirSync(join(ck, d)).some((f) => f.endsWith(".tmp")),
+  ).length;
 }
 
-test(`resume after SIGKILL is bitwise identical to an uninterrupted run (${TRIALS} trials)`, { timeout: 900_000 }, async () => {
+test(`resume after SIGKILL is bitwise identical to an uninterrupted run (${TRIALS} trials)`, {
+  timeout: 900_000,
+}, async () => {
   const refDir = join(root, "ref");
   const ref = await runChild(refDir);
   assert.equal(ref.code, 0, ref.stderr);
@@ -97,10 +115,15 @@ test(`resume after SIGKILL is bitwise identical to an uninterrupted run (${TRIAL
       break;
     }
     assert.deepEqual(readFileSync(join(dir, "metrics.jsonl"), "utf8"), refMetrics, `trial ${t}: metrics.jsonl differs`);
-    assert.ok(readFileSync(join(dir, "model", "model.safetensors")).equals(refModel), `trial ${t}: final weights differ`);
+    assert.ok(
+      readFileSync(join(dir, "model", "model.safetensors")).equals(refModel),
+      `trial ${t}: final weights differ`,
+    );
     identical++;
   }
-  console.log(`# resume (${bundled ? "bundled child" : "tsx child"}): ${identical}/${TRIALS} identical; ${kills} SIGKILLs, ${midWrite} left a half-written checkpoint; reference training ${ref.trainMs} ms`);
+  console.log(
+    `# resume (${bundled ? "bundled child" : "tsx child"}): ${identical}/${TRIALS} identical; ${kills} SIGKILLs, ${midWrite} left a half-written checkpoint; reference training ${ref.trainMs} ms`,
+  );
   assert.equal(identical, TRIALS);
   assert.ok(kills > 0);
 });

@@ -2,7 +2,15 @@
 // layouts per architecture; layer-wise lr decay groups; gradual unfreezing; the freeze audit.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { FreezeViolationError, modelLayout, paramGroups, parseStrategy, prepareStrategy, snapshotFrozen, trainableSummary } from "../../src/train/index.ts";
+import {
+  FreezeViolationError,
+  modelLayout,
+  paramGroups,
+  parseStrategy,
+  prepareStrategy,
+  snapshotFrozen,
+  trainableSummary,
+} from "../../src/train/index.ts";
 import { tinyModel } from "./helpers.ts";
 
 // gpt2 fixture: n_embd 32, n_layer 2, vocab 128, n_positions 64, 4*32 MLP.
@@ -12,7 +20,10 @@ const LNF = 2 * E;
 const SCORE = (k: number) => E * k; // GPT-2 score has no bias
 
 const trainable = (m: { namedParameters(): [string, { requiresGrad: boolean }][] }) =>
-  m.namedParameters().filter(([, p]) => p.requiresGrad).map(([n]) => n);
+  m
+    .namedParameters()
+    .filter(([, p]) => p.requiresGrad)
+    .map(([n]) => n);
 
 test("gpt2 layout: blocks, post (ln_f), head (score)", () => {
   const m = tinyModel("gpt2", "sequence-classification", { num_labels: 3, pad_token_id: 0 });
@@ -33,7 +44,12 @@ test("head / top:N / full train exactly the closed-form counts", () => {
     const m = tinyModel("gpt2", "sequence-classification", { num_labels: 3, pad_token_id: 0 });
     prepareStrategy(m, parseStrategy(s)).apply(0, 0);
     assert.equal(m.numParameters({ trainable: true }), want, s);
-    if (s === "top:1") assert.ok(trainable(m).every((n) => n.startsWith("transformer.h.1.") || n === "score.weight" || n.startsWith("transformer.ln_f")));
+    if (s === "top:1")
+      assert.ok(
+        trainable(m).every(
+          (n) => n.startsWith("transformer.h.1.") || n === "score.weight" || n.startsWith("transformer.ln_f"),
+        ),
+      );
   }
   const m = tinyModel("gpt2", "sequence-classification", { num_labels: 3, pad_token_id: 0 });
   prepareStrategy(m, parseStrategy("full")).apply(0, 0);
@@ -110,14 +126,26 @@ test("freeze audit: a modified frozen parameter or BatchNorm statistic is named"
   const snap = snapshotFrozen(m);
   assert.ok(snap.size > 0);
   snap.verify(m); // unchanged: passes
-  const [name, p] = m.namedParameters().find(([, q]) => !q.requiresGrad) as [string, { data: Float32Array; offset: number }];
+  const [name, p] = m.namedParameters().find(([, q]) => !q.requiresGrad) as [
+    string,
+    { data: Float32Array; offset: number },
+  ];
   p.data[p.offset] += 1e-7;
-  assert.throws(() => snap.verify(m), (e: unknown) => e instanceof FreezeViolationError && e.tensorName === name);
+  assert.throws(
+    () => snap.verify(m),
+    (e: unknown) => e instanceof FreezeViolationError && e.tensorName === name,
+  );
   p.data[p.offset] -= 1e-7;
   const snap2 = snapshotFrozen(m);
-  const [bn, b] = m.namedBuffers().find(([n]) => n.endsWith("running_mean")) as [string, { value: { data: Float32Array } }];
+  const [bn, b] = m.namedBuffers().find(([n]) => n.endsWith("running_mean")) as [
+    string,
+    { value: { data: Float32Array } },
+  ];
   b.value.data[0] += 1;
-  assert.throws(() => snap2.verify(m), (e: unknown) => e instanceof FreezeViolationError && e.tensorName === bn && e.kind === "buffer");
+  assert.throws(
+    () => snap2.verify(m),
+    (e: unknown) => e instanceof FreezeViolationError && e.tensorName === bn && e.kind === "buffer",
+  );
 });
 
 test("trainable summary: PEFT's line and per-module counts", () => {
@@ -126,6 +154,12 @@ test("trainable summary: PEFT's line and per-module counts", () => {
   const s = trainableSummary(m);
   assert.equal(s.trainable, SCORE(3));
   assert.match(s.line, /^trainable params: 96 \|\| all params: [\d,]+ \|\| trainable%: \d+\.\d{4}$/);
-  assert.equal(s.byModule.reduce((a, b) => a + b.trainable + b.frozen, 0), s.total);
-  assert.deepEqual(s.byModule.find((x) => x.name === "score"), { name: "score", trainable: 96, frozen: 0 });
+  assert.equal(
+    s.byModule.reduce((a, b) => a + b.trainable + b.frozen, 0),
+    s.total,
+  );
+  assert.deepEqual(
+    s.byModule.find((x) => x.name === "score"),
+    { name: "score", trainable: 96, frozen: 0 },
+  );
 });

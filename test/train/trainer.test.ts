@@ -6,7 +6,7 @@ import { test } from "node:test";
 import { Module } from "../../src/nn/module.ts";
 import { mul } from "../../src/ops/index.ts";
 import type { Tensor } from "../../src/tensor/tensor.ts";
-import { NonFiniteError, type TrainerCallback, Trainer } from "../../src/train/index.ts";
+import { NonFiniteError, Trainer, type TrainerCallback } from "../../src/train/index.ts";
 import { clsData, lmData, tinyModel } from "./helpers.ts";
 
 const weights = (m: Module) => new Map(m.namedParameters().map(([n, p]) => [n, Float32Array.from(p.toFloat64Array())]));
@@ -17,7 +17,19 @@ test("4 micro-batches of uneven length = one batch of their union (LM token-coun
   assert.ok(new Set(lens).size > 2, "token counts should differ");
   const run = async (batchSize: number, gradAccumulation: number) => {
     const m = tinyModel("gpt2", "causal-lm", {}, 4);
-    await new Trainer({ model: m, train: data, strategy: "full", optimizer: { name: "sgd", lr: 0.5, momentum: 0 }, schedule: { name: "constant" }, clipGradNorm: null, maxSteps: 1, batchSize, gradAccumulation, seed: 3, quiet: true }).fit();
+    await new Trainer({
+      model: m,
+      train: data,
+      strategy: "full",
+      optimizer: { name: "sgd", lr: 0.5, momentum: 0 },
+      schedule: { name: "constant" },
+      clipGradNorm: null,
+      maxSteps: 1,
+      batchSize,
+      gradAccumulation,
+      seed: 3,
+      quiet: true,
+    }).fit();
     return weights(m);
   };
   const big = await run(8, 1);
@@ -57,17 +69,33 @@ class Poisoned extends Module {
 test("non-finite loss: skip leaves weights and AdamW state bitwise untouched; halts after K in a row", async () => {
   const data = clsData(16, 3);
   data.examples[5].inputIds[0] = 2; // token 2 marks the poisoned example
-  const m = new Poisoned(tinyModel("gpt2", "sequence-classification", { num_labels: 2, pad_token_id: 0 }) as never, (ids) => ids.toList().includes(2));
+  const m = new Poisoned(
+    tinyModel("gpt2", "sequence-classification", { num_labels: 2, pad_token_id: 0 }) as never,
+    (ids) => ids.toList().includes(2),
+  );
   const snaps: { step: number; skipped: boolean; w: Map<string, Float32Array>; opt: string }[] = [];
   let trainer: Trainer | null = null;
   const cb: TrainerCallback = {
     onStepEnd: (s) => {
       const sd = trainer?.optimizer.stateDict();
-      const opt = JSON.stringify(sd, (_k, v) => (v && typeof v === "object" && "data" in v && "shape" in v ? Array.from((v as Tensor).toFloat64Array()) : v));
+      const opt = JSON.stringify(sd, (_k, v) =>
+        v && typeof v === "object" && "data" in v && "shape" in v ? Array.from((v as Tensor).toFloat64Array()) : v,
+      );
       snaps.push({ step: s.step, skipped: s.skipped, w: weights(m), opt });
     },
   };
-  trainer = new Trainer({ model: m, train: data, strategy: "full", optimizer: { lr: 1e-2 }, epochs: 2, batchSize: 4, seed: 1, quiet: true, callbacks: [cb], logEvery: 1 });
+  trainer = new Trainer({
+    model: m,
+    train: data,
+    strategy: "full",
+    optimizer: { lr: 1e-2 },
+    epochs: 2,
+    batchSize: 4,
+    seed: 1,
+    quiet: true,
+    callbacks: [cb],
+    logEvery: 1,
+  });
   const run = await trainer.fit();
   const skipped = snaps.filter((s) => s.skipped);
   assert.equal(skipped.length, 2, "one poisoned batch per epoch");
@@ -80,13 +108,32 @@ test("non-finite loss: skip leaves weights and AdamW state bitwise untouched; ha
   }
   assert.equal(run.metrics.filter((r) => r.split === "train").at(-1)?.skippedSteps, 2);
   // Everything poisoned: halt after maxConsecutive, no final model.
-  const all = new Poisoned(tinyModel("gpt2", "sequence-classification", { num_labels: 2, pad_token_id: 0 }) as never, () => true);
+  const all = new Poisoned(
+    tinyModel("gpt2", "sequence-classification", { num_labels: 2, pad_token_id: 0 }) as never,
+    () => true,
+  );
   await assert.rejects(
-    new Trainer({ model: all, train: data, strategy: "full", epochs: 3, batchSize: 4, quiet: true, nonFinite: { policy: "skip", maxConsecutive: 3 } }).fit(),
+    new Trainer({
+      model: all,
+      train: data,
+      strategy: "full",
+      epochs: 3,
+      batchSize: 4,
+      quiet: true,
+      nonFinite: { policy: "skip", maxConsecutive: 3 },
+    }).fit(),
     (e: unknown) => e instanceof NonFiniteError && e.result?.skippedSteps === 3 && e.result.steps === 3,
   );
   await assert.rejects(
-    new Trainer({ model: all, train: data, strategy: "full", epochs: 3, batchSize: 4, quiet: true, nonFinite: { policy: "halt" } }).fit(),
+    new Trainer({
+      model: all,
+      train: data,
+      strategy: "full",
+      epochs: 3,
+      batchSize: 4,
+      quiet: true,
+      nonFinite: { policy: "halt" },
+    }).fit(),
     (e: unknown) => e instanceof NonFiniteError && e.result?.steps === 1,
   );
 });
@@ -105,7 +152,22 @@ test("early stopping with restore-best puts back the weights of the best evaluat
         at.set(step, weights(m));
       },
     };
-    const run = await new Trainer({ model: m, train: clsData(32), eval: clsData(16, 8), strategy: "full", optimizer: { lr: 5e-3 }, epochs: 6, batchSize: 8, evalEvery: 2, evalEachEpoch: false, earlyStopping: { metric: "loss", mode: "max", patience: 2 }, checkpoint: { keepLast: 1 }, quiet: true, callbacks: [cb], runDir }).fit();
+    const run = await new Trainer({
+      model: m,
+      train: clsData(32),
+      eval: clsData(16, 8),
+      strategy: "full",
+      optimizer: { lr: 5e-3 },
+      epochs: 6,
+      batchSize: 8,
+      evalEvery: 2,
+      evalEachEpoch: false,
+      earlyStopping: { metric: "loss", mode: "max", patience: 2 },
+      checkpoint: { keepLast: 1 },
+      quiet: true,
+      callbacks: [cb],
+      runDir,
+    }).fit();
     const evals = run.metrics.filter((r) => r.split === "eval");
     const top = evals.reduce((a, b) => ((b.loss as number) > (a.loss as number) ? b : a));
     assert.equal(run.best?.step, top.step);
@@ -121,13 +183,33 @@ test("early stopping with restore-best puts back the weights of the best evaluat
 test("two-phase: head first at lr, then everything at lr*0.1, one metrics stream", async () => {
   const m = tinyModel("gpt2", "sequence-classification", { num_labels: 2, pad_token_id: 0 });
   const seen: { step: number; phase: number; lr: number; trainable: number }[] = [];
-  const cb: TrainerCallback = { onStepEnd: (s) => void seen.push({ step: s.step, phase: s.phase, lr: s.lr, trainable: m.numParameters({ trainable: true }) }) };
-  const run = await new Trainer({ model: m, train: clsData(16), eval: clsData(8, 4), strategy: { name: "two-phase", headEpochs: 1, lrFactor: 0.1 }, optimizer: { lr: 1e-2 }, schedule: { name: "constant" }, epochs: 1, batchSize: 4, logEvery: 1, quiet: true, callbacks: [cb] }).fit();
-  assert.deepEqual(seen.map((s) => s.phase), [0, 0, 0, 0, 1, 1, 1, 1]);
+  const cb: TrainerCallback = {
+    onStepEnd: (s) =>
+      void seen.push({ step: s.step, phase: s.phase, lr: s.lr, trainable: m.numParameters({ trainable: true }) }),
+  };
+  const run = await new Trainer({
+    model: m,
+    train: clsData(16),
+    eval: clsData(8, 4),
+    strategy: { name: "two-phase", headEpochs: 1, lrFactor: 0.1 },
+    optimizer: { lr: 1e-2 },
+    schedule: { name: "constant" },
+    epochs: 1,
+    batchSize: 4,
+    logEvery: 1,
+    quiet: true,
+    callbacks: [cb],
+  }).fit();
+  assert.deepEqual(
+    seen.map((s) => s.phase),
+    [0, 0, 0, 0, 1, 1, 1, 1],
+  );
   assert.ok(seen.slice(0, 4).every((s) => s.lr === 1e-2 && s.trainable === 64));
   assert.ok(seen.slice(4).every((s) => Math.abs(s.lr - 1e-3) < 1e-15 && s.trainable === m.numParameters()));
-  assert.deepEqual(run.metrics.filter((r) => r.split === "train").map((r) => r.phase), [0, 0, 0, 0, 1, 1, 1, 1]);
+  assert.deepEqual(
+    run.metrics.filter((r) => r.split === "train").map((r) => r.phase),
+    [0, 0, 0, 0, 1, 1, 1, 1],
+  );
   assert.equal(run.metrics.filter((r) => r.split === "eval").length, 2);
   assert.equal(run.record.freezeAudit?.verified, true);
 });
-

@@ -10,8 +10,8 @@ import sharp from "sharp";
 import { indexImageFolder } from "../../src/data/images/dataset.ts";
 import { preprocessorFromConfig } from "../../src/data/images/preprocess.ts";
 import type { MobileNetV2 } from "../../src/models/mobilenet_v2.ts";
-import type { Tensor } from "../../src/tensor/tensor.ts";
 import { Generator } from "../../src/tensor/rng.ts";
+import type { Tensor } from "../../src/tensor/tensor.ts";
 import { Trainer } from "../../src/train/index.ts";
 import { tinyModel } from "./helpers.ts";
 
@@ -20,12 +20,17 @@ after(() => rmSync(root, { recursive: true, force: true }));
 
 async function images(dir: string, perClass: number, seed: number): Promise<void> {
   const g = new Generator(seed);
-  for (const [cls, rgb] of [["red", [200, 40, 40]], ["blue", [40, 40, 200]]] as const) {
+  for (const [cls, rgb] of [
+    ["red", [200, 40, 40]],
+    ["blue", [40, 40, 200]],
+  ] as const) {
     mkdirSync(join(dir, cls), { recursive: true });
     for (let i = 0; i < perClass; i++) {
       const px = Buffer.alloc(24 * 24 * 3);
       for (let j = 0; j < px.length; j++) px[j] = Math.max(0, Math.min(255, rgb[j % 3] + g.randint(-60, 60)));
-      await sharp(px, { raw: { width: 24, height: 24, channels: 3 } }).png().toFile(join(dir, cls, `${i}.png`));
+      await sharp(px, { raw: { width: 24, height: 24, channels: 3 } })
+        .png()
+        .toFile(join(dir, cls, `${i}.png`));
     }
   }
 }
@@ -50,7 +55,17 @@ test("head strategy caches backbone features and equals the uncached run", async
   const evalData = { dataset: await indexImageFolder(join(root, "eval")), transform, workers: 0 };
   const fit = async (cacheFeatures: boolean) => {
     const m = model();
-    const run = await new Trainer({ model: m, train, eval: evalData, strategy: { name: "head", cacheFeatures }, optimizer: { lr: 1e-2 }, epochs: 3, batchSize: 4, quiet: true, seed: 3 }).fit();
+    const run = await new Trainer({
+      model: m,
+      train,
+      eval: evalData,
+      strategy: { name: "head", cacheFeatures },
+      optimizer: { lr: 1e-2 },
+      epochs: 3,
+      batchSize: 4,
+      quiet: true,
+      seed: 3,
+    }).fit();
     return { m, run };
   };
   const cached = await fit(true);
@@ -66,6 +81,6 @@ test("head strategy caches backbone features and equals the uncached run", async
   assert.ok(d < 1e-5, `cached and uncached heads differ by ${d}`);
   const la = cached.run.metrics.filter((r) => r.split === "train").map((r) => r.loss as number);
   const lb = plain.run.metrics.filter((r) => r.split === "train").map((r) => r.loss as number);
-  la.forEach((x, i) => assert.ok(Math.abs(x - lb[i]) < 1e-5));
+  for (const [i, x] of la.entries()) assert.ok(Math.abs(x - lb[i]) < 1e-5);
   assert.ok(cached.run.eval?.confusion);
 });
