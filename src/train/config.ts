@@ -13,7 +13,7 @@ import { createHash } from "node:crypto";
 import type { Module } from "../nn/module.ts";
 import type { SchedulerName } from "../optim/schedule.ts";
 import type { LoraConfig } from "../peft/lora.ts";
-import type { Baseline } from "../report/types.ts";
+import type { Baseline, DatasetStats } from "../report/types.ts";
 import { ValueError } from "../tensor/errors.ts";
 import type { DataSpec, EvalSource } from "./data.ts";
 import type { Logger, TrainerCallback } from "./loggers.ts";
@@ -120,6 +120,8 @@ export interface TrainerConfig {
   loggers?: Logger[];
   /** Shown in the report's baseline comparison. */
   baselines?: Baseline[];
+  /** Extra dataset statistics for the report (class counts, truncation, length stats). */
+  datasetStats?: Partial<DatasetStats>;
   /** Model name for the report (default the loaded folder). */
   modelName?: string;
   /** LoRA: also write the merged model at the end (default false). */

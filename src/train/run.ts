@@ -17,7 +17,7 @@ import { saveModel } from "../models/pretrained.ts";
 import type { PretrainedModel } from "../models/registry.ts";
 import { saveAdapter } from "../peft/index.ts";
 import { writeReport, writeSummary } from "../report/index.ts";
-import type { MetricRow, RunRecord, Timing } from "../report/types.ts";
+import type { DatasetStats, MetricRow, RunRecord, Timing } from "../report/types.ts";
 import { freezeAuditRecord, trainableSummary } from "./audit.ts";
 import type { EvalResult } from "./evaluate.ts";
 import type { Trainer } from "./trainer.ts";
@@ -73,6 +73,7 @@ interface FinishInfo {
   halted: string | null;
   bestStep: number | null;
   bestValue: number | null;
+  dataset?: DatasetStats;
 }
 
 /** Writes the model or adapter to `dir` (`model/`, or `adapter/` + optionally `merged/`). */
@@ -126,6 +127,7 @@ export async function finishRun(t: Trainer, info: FinishInfo): Promise<RunResult
   if (ev?.perClass) record.perClass = ev.perClass;
   if (ev?.mistakes) record.mistakes = ev.mistakes;
   if (t.options.baselines) record.baselines = t.options.baselines;
+  if (info.dataset) record.dataset = { ...info.dataset, ...t.options.datasetStats };
   const es = c.earlyStopping;
   const best =
     info.bestStep !== null && info.bestValue !== null

@@ -17,6 +17,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
+import YAML from "yaml";
 import { backward } from "../autograd/index.ts";
 import { ImageLoader } from "../data/images/loader.ts";
 import type { Module } from "../nn/module.ts";
@@ -148,7 +149,9 @@ export class Trainer {
       this.options.resume && ckptRoot ? await findLatestCheckpoint(ckptRoot, (m) => process.emitWarning(m)) : null;
     if (runDir) {
       mkdirSync(runDir, { recursive: true });
-      writeFileSync(join(runDir, "config.json"), `${configJson({ ...c, configHash: configHash(c) }, 2)}\n`);
+      const json = configJson({ ...c, configHash: configHash(c) }, 2);
+      writeFileSync(join(runDir, "config.json"), `${json}\n`);
+      writeFileSync(join(runDir, "config.yaml"), YAML.stringify(JSON.parse(json)));
     }
     const es = c.earlyStopping;
     this.es = es ? new EarlyStopping(es) : null;
@@ -179,6 +182,7 @@ export class Trainer {
       halted,
       bestStep: this.es?.bestStep ?? null,
       bestValue: this.es?.best ?? null,
+      dataset: { train: this.src.numExamples, ...(this.evalSrc ? { eval: this.evalSrc.numExamples } : {}) },
     });
     if (halted) {
       const e = new NonFiniteError(halted);
