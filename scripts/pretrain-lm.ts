@@ -25,7 +25,7 @@ import type { DecoderForCausalLM } from "../src/models/heads.ts";
 import type { Tokenizer } from "../src/tokenize/tokenizer.ts";
 
 /** Steps of the bundled run: about 10 minutes on 2 idle cores (see docs/pretraining.md). */
-export const DEFAULT_STEPS = 250;
+export const DEFAULT_STEPS = 400;
 
 /** Everything that shapes a run. */
 export interface PretrainOptions {
