@@ -24,7 +24,7 @@ import { EOS, trainLmTokenizer } from "./lib/lm-tokenizer.ts";
 import type { DecoderForCausalLM } from "../src/models/heads.ts";
 import type { Tokenizer } from "../src/tokenize/tokenizer.ts";
 
-/** Steps of the bundled run: about 10 minutes on 2 idle cores (see docs/pretraining.md). */
+/** Steps of the bundled run: about 10 minutes on one idle core, 1 thread (see docs/pretraining.md). */
 export const DEFAULT_STEPS = 400;
 
 /** Everything that shapes a run. */
