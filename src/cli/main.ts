@@ -21,6 +21,11 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Sub
     load: () => import("./inspect.ts"),
   },
   generate: { summary: "generate text from a prompt with a causal LM", load: () => import("./generate.ts") },
+  train: { summary: "fine-tune a model (flags or -c recipe.yaml + key=value overrides)", load: () => import("./train.ts") },
+  plan: { summary: "dry run: resolved config, trainable parameters, memory, data statistics", load: () => import("./plan.ts") },
+  eval: { summary: "evaluate a model or run folder on a dataset (metrics, JSON)", load: () => import("./eval.ts") },
+  merge: { summary: "merge a LoRA adapter into its base model (a full model folder)", load: () => import("./merge.ts") },
+  predict: { summary: "classify images or texts with a fine-tuned model (top-k)", load: () => import("./predict.ts") },
 };
 
 /** Runs the CLI with `argv` (without node and the script). Sets `process.exitCode` on failure. */
@@ -43,11 +48,14 @@ export async function main(argv: string[]): Promise<void> {
   }
 }
 
-/** Prints an error the way a CLI should: one line for known errors, the stack for bugs. */
+/**
+ * Prints an error the way a CLI should: one line for known errors, the stack for bugs. Exit code 2
+ * for usage errors (bad flag, key or value), 1 for runtime errors.
+ */
 export function reportError(command: string | undefined, err: unknown): void {
   if (err instanceof CommanderError) {
     // Commander already printed help/version or the usage error.
-    if (err.exitCode !== 0) process.exitCode = err.exitCode;
+    if (err.exitCode !== 0) process.exitCode = 2;
     return;
   }
   const e = err as Error;
@@ -58,7 +66,7 @@ export function reportError(command: string | undefined, err: unknown): void {
     e.constructor !== TypeError &&
     e.constructor !== RangeError;
   process.stderr.write(`tunekit${command ? ` ${command}` : ""}: ${known ? e.message : (e?.stack ?? String(err))}\n`);
-  process.exitCode = 1;
+  process.exitCode = (e as { exitCode?: unknown })?.exitCode === 2 ? 2 : 1;
 }
 
 async function version(): Promise<string> {
