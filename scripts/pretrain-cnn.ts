@@ -19,24 +19,19 @@
  * 45 MB), so this file also registers a configurable `"architecture": "resnet"` (config fields
  * `block`, `layers`, `channels`) with the same module names; import it before `loadPretrained`.
  */
-import { performance } from "node:perf_hooks";
+
 import { mkdir, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { join, resolve } from "node:path";
+import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { backward, noGrad } from "../src/autograd/index.ts";
 import { backend } from "../src/backend/index.ts";
 import { loadAddon } from "../src/backend/native-binding.ts";
-import { type PretrainedModel, getArchitecture, registerArchitecture, saveModel } from "../src/models/index.ts";
 import { buildModel } from "../src/models/encoder-common.ts";
+import { getArchitecture, type PretrainedModel, registerArchitecture, saveModel } from "../src/models/index.ts";
 import { BasicBlock, Bottleneck } from "../src/models/resnet.ts";
-import {
-  BatchNorm2d,
-  Conv2d,
-  ImageClassifier,
-  readVisionLabels,
-  TorchLinear,
-} from "../src/models/vision-common.ts";
+import { BatchNorm2d, Conv2d, ImageClassifier, readVisionLabels, TorchLinear } from "../src/models/vision-common.ts";
 import { adaptiveAvgPool2d, argmax, flatten, maxPool2d, relu } from "../src/ops/index.ts";
 import { AdamW, getCosineScheduleWithWarmup, weightDecayGroups } from "../src/optim/index.ts";
 import { ValueError } from "../src/tensor/errors.ts";
@@ -320,7 +315,10 @@ export async function pretrainCnn(o: PretrainCnnOptions): Promise<PretrainCnnRep
     id2label: Object.fromEntries(digits.map((d, i) => [String(i), String(d)])),
     label2id: Object.fromEntries(digits.map((d, i) => [String(d), i])),
   };
-  const model = getArchitecture("resnet").create(config, "image-classification") as ConfigurableResNet;
+  const model = getArchitecture("resnet").create(config, "image-classification", "config.json", {
+    skipInit: true,
+  }) as ConfigurableResNet;
+  initWeights(model, new Generator(seed));
   model.train();
   const opt = new AdamW(weightDecayGroups(model.namedParameters(), weightDecay), { lr });
   const sched = getCosineScheduleWithWarmup(opt, warmup, steps);
@@ -374,6 +372,28 @@ export async function pretrainCnn(o: PretrainCnnOptions): Promise<PretrainCnnRep
   await writeJson(join(o.out, "training.json"), report);
   log(`held-out accuracy ${(accuracy * 100).toFixed(2)}% on ${heldOut.size} images; ${seconds.toFixed(1)} s`);
   return report;
+}
+
+/**
+ * torchvision's init, drawn here from `g` rather than by the layers, so the bundled bytes do not
+ * depend on how the library's layers draw theirs: conv kaiming_normal_(fan_out, relu), BatchNorm
+ * weight 1 / bias 0, `fc` U(-1/sqrt(in), 1/sqrt(in)) for weight and bias. Parameters in walk order.
+ */
+export function initWeights(model: ImageClassifier, g: Generator): void {
+  const values = new Map<string, Tensor>();
+  const fanIn = model.numFeatures;
+  for (const [name, p] of model.namedParameters()) {
+    const v = new Float32Array(p.size);
+    if (p.ndim === 4) {
+      const std = Math.sqrt(2 / (p.shape[0] * p.shape[2] * p.shape[3]));
+      for (let i = 0; i < v.length; i++) v[i] = g.normal() * std;
+    } else if (name.startsWith(`${model.headPrefix}.`)) {
+      const bound = 1 / Math.sqrt(fanIn);
+      for (let i = 0; i < v.length; i++) v[i] = (2 * g.random() - 1) * bound;
+    } else if (name.endsWith(".weight")) v.fill(1);
+    values.set(name, tensor(v, { shape: [...p.shape] }));
+  }
+  model.loadStateDict(values, { strict: false });
 }
 
 /** HF image-processor config: 28x28, rescale 1/255, MNIST mean/std on each (replicated grey) channel. */
