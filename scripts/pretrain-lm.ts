@@ -17,12 +17,13 @@
 import { execFileSync } from "node:child_process";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
+import type { DecoderForCausalLM } from "../src/models/heads.ts";
+import type { Tokenizer } from "../src/tokenize/tokenizer.ts";
 import { type BrownDocument, loadBrown } from "./lib/brown.ts";
 import { BatchOrder, BlockSet, tokenStream } from "./lib/lm-data.ts";
 import { EOS, trainLmTokenizer } from "./lib/lm-tokenizer.ts";
-import type { DecoderForCausalLM } from "../src/models/heads.ts";
-import type { Tokenizer } from "../src/tokenize/tokenizer.ts";
 
 /** Steps of the bundled run: about 10 minutes on one idle core, 1 thread (see docs/pretraining.md). */
 export const DEFAULT_STEPS = 400;
@@ -313,7 +314,7 @@ function sampleTexts(tk: Tk, model: Lm, tok: Tokenizer, seed: number): string[] 
 
 const round = (x: number) => Math.round(x * 1e4) / 1e4;
 
-if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith("pretrain-lm.ts")) {
+if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
   const opts = parseOptions(process.argv.slice(2));
   await mkdir(opts.out, { recursive: true });
   await pretrainLm(opts);
