@@ -172,6 +172,32 @@ export function paddingMask(attentionMask: Tensor | null | undefined): Tensor | 
   );
 }
 
+/**
+ * Additive mask (B, 1, T, T) keeping attention inside each packed document: 0 where
+ * segment[i] == segment[j] != 0, MASK_MIN elsewhere (finite, so a padding row never becomes NaN).
+ * The causal part is applied by the attention itself.
+ */
+export function documentMask(segmentIds: Tensor): Tensor {
+  const [B, T] = segmentIds.shape;
+  const v = segmentIds.toFloat64Array();
+  const m = new Float32Array(B * T * T);
+  for (let b = 0; b < B; b++)
+    for (let i = 0; i < T; i++) {
+      const si = v[b * T + i];
+      for (let j = 0; j < T; j++) m[(b * T + i) * T + j] = si !== 0 && v[b * T + j] === si ? 0 : MASK_MIN;
+    }
+  return tensor(m, { shape: [B, 1, T, T] });
+}
+
+/** Padding mask plus, for packed batches, the document mask (segment ids need no KV cache). */
+export function inputMask(inputs: { attentionMask?: Tensor | null; segmentIds?: Tensor | null }, past: number): Tensor | null {
+  const pad = paddingMask(inputs.attentionMask);
+  if (!inputs.segmentIds) return pad;
+  if (past > 0) throw new ValueError("segmentIds (packed documents) cannot be combined with a KV cache");
+  const doc = documentMask(inputs.segmentIds);
+  return pad ? add(pad, doc) : doc;
+}
+
 /** Default position ids (B, T): past..past+T-1 for every row, as HF does when none are given. */
 export function defaultPositions(B: number, T: number, past: number): number[][] {
   return Array.from({ length: B }, () => Array.from({ length: T }, (_, i) => past + i));

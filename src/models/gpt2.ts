@@ -14,7 +14,7 @@ import { Module } from "../nn/module.ts";
 import { LayerNorm } from "../nn/norm.ts";
 import { add, contiguous, reshape, scaledDotProductAttention, split, transpose } from "../ops/index.ts";
 import { type Tensor, tensor } from "../tensor/tensor.ts";
-import { activation, buildModel, Conv1D, type KVCache, paddingMask, positionsOf } from "./common.ts";
+import { activation, buildModel, Conv1D, inputMask, type KVCache, positionsOf } from "./common.ts";
 import { buildDecoderHead, DecoderBackbone, type DecoderInputs } from "./heads.ts";
 import { type Architecture, registerArchitecture, type Task } from "./registry.ts";
 
@@ -161,7 +161,7 @@ export class GPT2Model extends DecoderBackbone {
     }
     const posIds = tensor(Int32Array.from(pos.flat()), { shape: [B, T] });
     let x = add(this.wte.forward(inputs.inputIds), this.wpe.forward(posIds));
-    const mask = paddingMask(inputs.attentionMask);
+    const mask = inputMask(inputs, past);
     const states: Tensor[] = [];
     for (const block of this.h) {
       if (inputs.outputHiddenStates) states.push(x);

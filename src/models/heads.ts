@@ -20,6 +20,11 @@ export interface DecoderInputs {
   attentionMask?: Tensor | null;
   /** (B, T) positions; default past..past+T-1. */
   positionIds?: Tensor | null;
+  /**
+   * (B, T) int32 document ids of packed sequences (0 = padding): token i attends to token j only
+   * when both belong to the same document (block-diagonal causal mask). See src/data/batch.ts.
+   */
+  segmentIds?: Tensor | null;
   /** Causal LM: (B, T) int32 ids, -100 ignored, shifted inside. Classification: (B) int32 classes, or (B, num_labels) float32. */
   labels?: Tensor | null;
   /** KV cache to read and extend (generation). */

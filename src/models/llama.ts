@@ -31,7 +31,7 @@ import {
   type KVCache,
   MASK_MIN,
   paddingIdx,
-  paddingMask,
+  inputMask,
   positionsOf,
   type RopeConfig,
   readRope,
@@ -229,7 +229,7 @@ export class LlamaModel extends DecoderBackbone {
     const cs = rotaryCosSin(flat, D, this.cfg.rope.theta, inv);
     const cos = reshape(cs.cos, [B, 1, T, D]);
     const sin = reshape(cs.sin, [B, 1, T, D]);
-    const mask = this.attentionMask(inputs.attentionMask, T, past + T);
+    const mask = this.attentionMask(inputs, T, past + T);
     let x = this.embed_tokens.forward(inputs.inputIds);
     const states: Tensor[] = [];
     for (const layer of this.layers) {
@@ -242,8 +242,8 @@ export class LlamaModel extends DecoderBackbone {
   }
 
   /** Padding mask plus, with a sliding window, keys at distance >= window masked (HF Mistral rule). */
-  private attentionMask(attentionMask: Tensor | null | undefined, T: number, S: number): Tensor | null {
-    const pad = paddingMask(attentionMask);
+  private attentionMask(inputs: DecoderInputs, T: number, S: number): Tensor | null {
+    const pad = inputMask(inputs, S - T);
     const W = this.cfg.sliding_window;
     if (W === null || S <= W) return pad;
     const m = new Float32Array(T * S);
