@@ -171,7 +171,7 @@ export async function prepareRun(c: CliConfig): Promise<PreparedRun> {
   const warnings: string[] = [];
   const seed = c.train.seed ?? 42;
   let labels: readonly string[] | undefined = d.labels;
-  const out: Partial<PreparedRun> = { task, modelDir: info.dir, warnings };
+  const out: Partial<PreparedRun> = { task, modelDir: resolve(info.dir), warnings };
   if (task === "image-classification") {
     const all = await indexImages(d.train as string);
     warnings.push(...all.warnings);
@@ -313,10 +313,15 @@ export async function loadForInference(path: string, opts: { base?: string } = {
     });
     await loadAdapter(model, dir);
     source = `${info.dir} + adapter ${dir}`;
-  } else model = await loadPretrained(dir, quiet);
+  } else {
+    const info = await modelInfo(dir);
+    // A saved classifier whose config.json lacks `architectures` still has its labels.
+    const headless = info.task === "base" && info.raw.id2label !== undefined;
+    const task = runMeta?.task ?? (headless ? "text-classification" : undefined);
+    model = await loadPretrained(dir, { ...quiet, ...(task ? { task: modelTaskOf(task) } : {}) });
+  }
   model.eval();
-  const mt = model.task as Task;
-  const task: CliTask = runMeta?.task ?? pickTask(undefined, mt, undefined);
+  const task: CliTask = runMeta?.task ?? pickTask(undefined, model.task as Task, undefined);
   const id2label = model.config.id2label as Record<string, string> | undefined;
   const labels = id2label ? Object.keys(id2label).map((k) => id2label[k]) : runMeta?.labels;
   let preprocessor = runMeta?.preprocessor;

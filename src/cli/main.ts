@@ -59,12 +59,9 @@ export function reportError(command: string | undefined, err: unknown): void {
     return;
   }
   const e = err as Error;
-  const known =
-    e &&
-    typeof e === "object" &&
-    e.constructor !== Error &&
-    e.constructor !== TypeError &&
-    e.constructor !== RangeError;
+  // Built-in error classes mean a bug: show the stack. Our own classes carry a message for the user.
+  const builtins: unknown[] = [Error, TypeError, RangeError, ReferenceError, SyntaxError, EvalError, URIError];
+  const known = e && typeof e === "object" && !builtins.includes(e.constructor);
   process.stderr.write(`tunekit${command ? ` ${command}` : ""}: ${known ? e.message : (e?.stack ?? String(err))}\n`);
   process.exitCode = (e as { exitCode?: unknown })?.exitCode === 2 ? 2 : 1;
 }
