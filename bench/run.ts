@@ -97,7 +97,9 @@ class Worker {
 interface Side {
   ms: number[];
   maxRssKB: number;
-  profile?: { totalMs: number; ops: Record<string, { ms: number; calls: number }> };
+  /** Minor page faults during the timed repetitions. */
+  minorFaults: number;
+  profile?: { totalMs: number; gcMs: number; ops: Record<string, { ms: number; calls: number }> };
 }
 
 interface RowResult {
@@ -135,8 +137,16 @@ async function runRow(spec: RowSpec, threads: number, withTorch: boolean, profil
       process.stderr.write(".");
     }
     const tkEnd = await tk.end();
-    res.tunekit = { ms: tkMs, maxRssKB: tkEnd.maxRssKB as number, profile: tkEnd.profile as Side["profile"] };
-    if (th) res.torch = { ms: thMs, maxRssKB: (await th.end()).maxRssKB as number };
+    res.tunekit = {
+      ms: tkMs,
+      maxRssKB: tkEnd.maxRssKB as number,
+      minorFaults: tkEnd.minorFaults as number,
+      profile: tkEnd.profile as Side["profile"],
+    };
+    if (th) {
+      const e = await th.end();
+      res.torch = { ms: thMs, maxRssKB: e.maxRssKB as number, minorFaults: e.minorFaults as number };
+    }
   } catch (e) {
     res.error = (e as Error).message;
   } finally {
@@ -199,7 +209,12 @@ function printProfiles(results: RowResult[]): void {
     const p = r.tunekit?.profile;
     if (!p) continue;
     const inOps = Object.values(p.ops).reduce((a, o) => a + o.ms, 0);
-    console.log(`\nprofile ${r.spec.id}: ${p.totalMs.toFixed(0)} ms over ${r.spec.reps} reps; backend calls ${inOps.toFixed(0)} ms, outside them (JS, autograd, allocation, GC) ${(p.totalMs - inOps).toFixed(0)} ms`);
+    const perRep = (n: number) => Math.round(n / r.spec.reps).toLocaleString("en-US");
+    console.log(
+      `\nprofile ${r.spec.id}: ${p.totalMs.toFixed(0)} ms over ${r.spec.reps} reps; backend calls ${inOps.toFixed(0)} ms, ` +
+        `outside them (JS, autograd, allocation) ${(p.totalMs - inOps).toFixed(0)} ms, of which GC pauses ${p.gcMs.toFixed(0)} ms; ` +
+        `minor page faults per rep: tunekit ${perRep(r.tunekit?.minorFaults ?? 0)}, torch ${r.torch ? perRep(r.torch.minorFaults) : "-"}`,
+    );
     const sorted = Object.entries(p.ops).sort((a, b) => b[1].ms - a[1].ms);
     for (const [name, o] of sorted.slice(0, 14))
       console.log(`  ${name.padEnd(28)} ${o.ms.toFixed(0).padStart(7)} ms ${((100 * o.ms) / p.totalMs).toFixed(1).padStart(5)}%  ${String(o.calls).padStart(6)} calls`);

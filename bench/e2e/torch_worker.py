@@ -419,12 +419,17 @@ rep = build(spec)
 for _ in range(spec["warmup"]):
     rep()
 print(json.dumps({"ready": True}), flush=True)
+faults = 0
 for line in sys.stdin:
     line = line.strip()
     if line == "rep":
+        f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         t = time.perf_counter()
         rep()
-        print(json.dumps({"ms": (time.perf_counter() - t) * 1e3}), flush=True)
+        ms = (time.perf_counter() - t) * 1e3
+        faults += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
+        print(json.dumps({"ms": ms}), flush=True)
     elif line == "end":
-        print(json.dumps({"maxRssKB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}), flush=True)
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        print(json.dumps({"maxRssKB": ru.ru_maxrss, "minorFaults": faults}), flush=True)
         break

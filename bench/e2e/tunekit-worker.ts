@@ -8,6 +8,7 @@
  * `TUNEKIT_THREADS` (set by bench/run.ts) fixes the native thread count.
  */
 import { createInterface } from "node:readline";
+import { PerformanceObserver } from "node:perf_hooks";
 import {
   applyLora,
   backend,
@@ -211,18 +212,33 @@ for (let i = 0; i < spec.warmup; i++) rep();
 const send = (o: unknown) => process.stdout.write(`${JSON.stringify(o)}\n`);
 send({ ready: true });
 let repMs = 0;
+// Page faults and GC pauses inside the timed repetitions: fresh ArrayBuffers per op fault in
+// their pages on first write (inside the kernels), and large external memory triggers V8 GCs.
+let faults = 0;
+const gcPauses: [number, number][] = []; // [start, duration] of every GC
+const repWindows: [number, number][] = [];
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) gcPauses.push([e.startTime, e.duration]);
+}).observe({ entryTypes: ["gc"] });
 for await (const line of createInterface({ input: process.stdin })) {
   if (line === "rep") {
     profOn = profiling;
+    const f0 = process.resourceUsage().minorPageFault;
     const t = performance.now();
     rep();
     const ms = performance.now() - t;
+    faults += process.resourceUsage().minorPageFault - f0;
     profOn = false;
+    repWindows.push([t, t + ms]);
     repMs += ms;
     send({ ms });
   } else if (line === "end") {
-    const out: Record<string, unknown> = { maxRssKB: process.resourceUsage().maxRSS };
-    if (profiling) out.profile = { totalMs: repMs, ops: Object.fromEntries(prof) };
+    await new Promise((r) => setTimeout(r, 50)); // the GC observer reports asynchronously
+    const gcMs = gcPauses
+      .filter(([st]) => repWindows.some(([a, b]) => st >= a && st <= b))
+      .reduce((a, [, d]) => a + d, 0);
+    const out: Record<string, unknown> = { maxRssKB: process.resourceUsage().maxRSS, minorFaults: faults };
+    if (profiling) out.profile = { totalMs: repMs, gcMs, ops: Object.fromEntries(prof) };
     send(out);
     process.exit(0);
   }
