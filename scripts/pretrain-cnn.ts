@@ -28,13 +28,11 @@ import { fileURLToPath } from "node:url";
 import { backward, noGrad } from "../src/autograd/index.ts";
 import { backend } from "../src/backend/index.ts";
 import { loadAddon } from "../src/backend/native-binding.ts";
-import { buildModel } from "../src/models/encoder-common.ts";
-import { getArchitecture, type PretrainedModel, registerArchitecture, saveModel } from "../src/models/index.ts";
-import { BasicBlock, Bottleneck } from "../src/models/resnet.ts";
-import { BatchNorm2d, Conv2d, ImageClassifier, readVisionLabels, TorchLinear } from "../src/models/vision-common.ts";
-import { adaptiveAvgPool2d, argmax, flatten, maxPool2d, relu } from "../src/ops/index.ts";
+import { getArchitecture, type PretrainedModel, saveModel } from "../src/models/index.ts";
+import type { ResNet } from "../src/models/resnet.ts";
+import type { ImageClassifier } from "../src/models/vision-common.ts";
+import { argmax, } from "../src/ops/index.ts";
 import { AdamW, getCosineScheduleWithWarmup, weightDecayGroups } from "../src/optim/index.ts";
-import { ValueError } from "../src/tensor/errors.ts";
 import { Generator, manualSeed } from "../src/tensor/rng.ts";
 import { type Tensor, tensor } from "../src/tensor/tensor.ts";
 
@@ -51,99 +49,6 @@ export const DIGITS_RESNET_CONFIG = {
   layers: [1, 1, 1, 1],
   channels: [16, 32, 64, 128],
 } as const;
-
-function intList(raw: Record<string, unknown>, key: string, file: string, dflt: number[], max: number): number[] {
-  const v = raw[key] ?? dflt;
-  if (!Array.isArray(v) || v.length !== 4 || !v.every((x) => Number.isInteger(x) && x >= 1 && x <= max))
-    throw new ValueError(`${file}: ${key} must be 4 integers in [1, ${max}], got ${JSON.stringify(v)}`);
-  return v as number[];
-}
-
-/**
- * torchvision's `ResNet(block, layers)` with stage widths `channels` (torchvision: 64, 128, 256,
- * 512; the stem has `channels[0]`). Module names match torchvision (`conv1`, `layer2.0.downsample.0`,
- * `fc`), so with `channels: [64, 128, 256, 512]` a torchvision state dict loads as is.
- *
- * @example
- * const m = getArchitecture("resnet").create({ architecture: "resnet", block: "BasicBlock",
- *   layers: [1, 1, 1, 1], channels: [16, 32, 64, 128], num_classes: 5 }, "image-classification");
- */
-export class ConfigurableResNet extends ImageClassifier {
-  readonly modelType = "resnet";
-  readonly headPrefix = "fc";
-  readonly numFeatures: number;
-  readonly config: Record<string, unknown>;
-  conv1: Conv2d;
-  bn1: BatchNorm2d;
-  layer1: (BasicBlock | Bottleneck)[];
-  layer2: (BasicBlock | Bottleneck)[];
-  layer3: (BasicBlock | Bottleneck)[];
-  layer4: (BasicBlock | Bottleneck)[];
-  fc: TorchLinear;
-  constructor(raw: Record<string, unknown>, file = "config.json") {
-    super();
-    const blockName = raw.block ?? "BasicBlock";
-    if (blockName !== "BasicBlock" && blockName !== "Bottleneck")
-      throw new ValueError(`${file}: block must be "BasicBlock" or "Bottleneck", got ${JSON.stringify(blockName)}`);
-    const Block = blockName === "BasicBlock" ? BasicBlock : Bottleneck;
-    const layers = intList(raw, "layers", file, [2, 2, 2, 2], 64);
-    const channels = intList(raw, "channels", file, [64, 128, 256, 512], 4096);
-    const labels = readVisionLabels({ raw, file });
-    this.config = { ...raw, architecture: "resnet", block: blockName, layers, channels };
-    let inplanes = channels[0];
-    const stage = (planes: number, blocks: number, stride: number) => {
-      const width = planes * Block.expansion;
-      const ds: [Conv2d, BatchNorm2d] | null =
-        stride !== 1 || inplanes !== width
-          ? [new Conv2d(inplanes, width, 1, { stride }), new BatchNorm2d(width)]
-          : null;
-      const out = [new Block(inplanes, planes, stride, ds)];
-      inplanes = width;
-      for (let i = 1; i < blocks; i++) out.push(new Block(inplanes, planes, 1, null));
-      return out;
-    };
-    this.conv1 = new Conv2d(3, channels[0], 7, { stride: 2, padding: 3 });
-    this.bn1 = new BatchNorm2d(channels[0]);
-    this.layer1 = stage(channels[0], layers[0], 1);
-    this.layer2 = stage(channels[1], layers[1], 2);
-    this.layer3 = stage(channels[2], layers[2], 2);
-    this.layer4 = stage(channels[3], layers[3], 2);
-    this.numFeatures = inplanes;
-    this.fc = new TorchLinear(inplanes, labels.length);
-    this.setLabels(labels);
-  }
-  pooledFeatures(pixelValues: Tensor): Tensor {
-    let x = maxPool2d(relu(this.bn1.forward(this.conv1.forward(pixelValues))), 3, 2, 1);
-    for (const stage of [this.layer1, this.layer2, this.layer3, this.layer4]) for (const b of stage) x = b.forward(x);
-    return flatten(adaptiveAvgPool2d(x, 1), 1);
-  }
-  protected headLayer(): TorchLinear {
-    return this.fc;
-  }
-  protected newHead(numClasses: number): void {
-    this.fc = new TorchLinear(this.numFeatures, numClasses);
-  }
-}
-
-/** Registers `"resnet"` unless `src/models` already provides it. */
-function registerConfigurableResNet(): void {
-  try {
-    getArchitecture("resnet");
-    return;
-  } catch {
-    // not registered yet
-  }
-  registerArchitecture({
-    modelTypes: ["resnet"],
-    tasks: ["image-classification"],
-    create(config, task, file = "config.json", opts) {
-      if (task !== "image-classification")
-        throw new ValueError(`${file}: resnet has only an 'image-classification' head, not '${task}'`);
-      return buildModel(opts, () => new ConfigurableResNet(config, file));
-    },
-  });
-}
-registerConfigurableResNet();
 
 // ---- data ----------------------------------------------------------------------------------------
 
@@ -288,7 +193,7 @@ export interface PretrainCnnReport {
 }
 
 /**
- * Trains a fresh {@link ConfigurableResNet} on MNIST digits and writes the model folder.
+ * Trains a fresh `resnet` (src/models/resnet.ts) on MNIST digits and writes the model folder.
  *
  * @example const r = await pretrainCnn({ out: "models/digits-resnet", steps: 600 });
  */
@@ -317,7 +222,7 @@ export async function pretrainCnn(o: PretrainCnnOptions): Promise<PretrainCnnRep
   };
   const model = getArchitecture("resnet").create(config, "image-classification", "config.json", {
     skipInit: true,
-  }) as ConfigurableResNet;
+  }) as ResNet;
   initWeights(model, new Generator(seed));
   model.train();
   const opt = new AdamW(weightDecayGroups(model.namedParameters(), weightDecay), { lr });

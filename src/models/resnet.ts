@@ -82,7 +82,36 @@ export const RESNET_SPECS: Readonly<Record<string, { block: Block; layers: [numb
   resnet152: { block: Bottleneck, layers: [3, 8, 36, 3] },
 };
 
-/** torchvision `ResNet`: stem (conv 7x7/2, BN, ReLU, max-pool 3x3/2), four stages, global average pool, `fc`. */
+function intList(raw: Record<string, unknown>, key: string, file: string, dflt: number[], max: number): number[] {
+  const v = raw[key] ?? dflt;
+  if (!Array.isArray(v) || v.length !== 4 || !v.every((x) => Number.isInteger(x) && x >= 1 && x <= max))
+    throw new ValueError(`${file}: ${key} must be 4 integers in [1, ${max}], got ${JSON.stringify(v)}`);
+  return v as number[];
+}
+
+/** Block type, blocks per stage and stage widths: fixed for resnet18..152, from config.json for "resnet". */
+function resnetSpec(modelType: string, raw: Record<string, unknown>, file: string) {
+  const fixed = RESNET_SPECS[modelType];
+  if (fixed) return { block: fixed.block, layers: [...fixed.layers], channels: [64, 128, 256, 512] };
+  if (modelType !== "resnet")
+    throw new ValueError(
+      `${file}: unknown ResNet '${modelType}' (known: resnet, ${Object.keys(RESNET_SPECS).join(", ")})`,
+    );
+  const name = raw.block ?? "BasicBlock";
+  if (name !== "BasicBlock" && name !== "Bottleneck")
+    throw new ValueError(`${file}: block must be "BasicBlock" or "Bottleneck", got ${JSON.stringify(name)}`);
+  return {
+    block: name === "BasicBlock" ? BasicBlock : Bottleneck,
+    layers: intList(raw, "layers", file, [2, 2, 2, 2], 64),
+    channels: intList(raw, "channels", file, [64, 128, 256, 512], 4096),
+  };
+}
+
+/**
+ * torchvision `ResNet`: stem (conv 7x7/2, BN, ReLU, max-pool 3x3/2), four stages, global average
+ * pool, `fc`. `architecture: "resnet"` takes `block`, `layers` and `channels` (stage widths, the
+ * stem has `channels[0]`) from config.json, for small models with torchvision's module names.
+ */
 export class ResNet extends ImageClassifier {
   readonly headPrefix = "fc";
   readonly numFeatures: number;
@@ -100,12 +129,20 @@ export class ResNet extends ImageClassifier {
     file = "config.json",
   ) {
     super();
-    const spec = RESNET_SPECS[modelType];
-    if (!spec)
-      throw new ValueError(`${file}: unknown ResNet '${modelType}' (known: ${Object.keys(RESNET_SPECS).join(", ")})`);
+    const spec = resnetSpec(modelType, raw, file);
+    const { channels, layers } = spec;
     const labels = readVisionLabels({ raw, file });
-    this.config = { ...raw, architecture: modelType };
-    let inplanes = 64;
+    this.config =
+      modelType === "resnet"
+        ? {
+            ...raw,
+            architecture: modelType,
+            block: spec.block === BasicBlock ? "BasicBlock" : "Bottleneck",
+            layers,
+            channels,
+          }
+        : { ...raw, architecture: modelType };
+    let inplanes = channels[0];
     const stage = (planes: number, blocks: number, stride: number) => {
       const exp = spec.block.expansion;
       const ds: [Conv2d, BatchNorm2d] | null =
@@ -117,12 +154,12 @@ export class ResNet extends ImageClassifier {
       for (let i = 1; i < blocks; i++) out.push(new spec.block(inplanes, planes, 1, null));
       return out;
     };
-    this.conv1 = new Conv2d(3, 64, 7, { stride: 2, padding: 3 });
-    this.bn1 = new BatchNorm2d(64);
-    this.layer1 = stage(64, spec.layers[0], 1);
-    this.layer2 = stage(128, spec.layers[1], 2);
-    this.layer3 = stage(256, spec.layers[2], 2);
-    this.layer4 = stage(512, spec.layers[3], 2);
+    this.conv1 = new Conv2d(3, channels[0], 7, { stride: 2, padding: 3 });
+    this.bn1 = new BatchNorm2d(channels[0]);
+    this.layer1 = stage(channels[0], layers[0], 1);
+    this.layer2 = stage(channels[1], layers[1], 2);
+    this.layer3 = stage(channels[2], layers[2], 2);
+    this.layer4 = stage(channels[3], layers[3], 2);
     this.numFeatures = inplanes;
     this.fc = new Linear(inplanes, labels.length);
     this.setLabels(labels);
@@ -140,7 +177,7 @@ export class ResNet extends ImageClassifier {
   }
 }
 
-for (const name of Object.keys(RESNET_SPECS)) {
+for (const name of ["resnet", ...Object.keys(RESNET_SPECS)]) {
   registerArchitecture({
     modelTypes: [name],
     tasks: ["image-classification"],

@@ -10,11 +10,12 @@ import { basename, join } from "node:path";
 import { after, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { writeMnistFolder } from "../../scripts/make-mnist-folder.ts";
-import { ConfigurableResNet, digitBatch, digitSplits, pretrainCnn, requireMnist } from "../../scripts/pretrain-cnn.ts";
+import { digitBatch, digitSplits, pretrainCnn, requireMnist } from "../../scripts/pretrain-cnn.ts";
 import { noGrad } from "../../src/autograd/index.ts";
 import { backend, initBackend } from "../../src/backend/index.ts";
 import { ImageLoader, indexImageFolder, preprocessorFromConfig } from "../../src/data/images/index.ts";
 import { loadPretrained } from "../../src/models/index.ts";
+import { ResNet } from "../../src/models/resnet.ts";
 import { argmax } from "../../src/ops/index.ts";
 
 await initBackend();
@@ -29,7 +30,7 @@ describe("bundled digits-resnet", {
   test("loads with loadPretrained: torchvision names, every weight used, <= 4 MB, labels 0-4", async () => {
     const warnings: string[] = [];
     const m = await loadPretrained(MODEL, { onWarning: (w) => warnings.push(w) });
-    assert.ok(m instanceof ConfigurableResNet);
+    assert.ok(m instanceof ResNet);
     assert.deepEqual(warnings, []);
     assert.deepEqual(m.loadReport.newlyInitialized, []);
     assert.deepEqual(m.loadReport.unexpected, []);
@@ -60,7 +61,7 @@ describe("bundled digits-resnet", {
     const ds = await indexImageFolder(dir);
     assert.equal(ds.items.length, 200);
     const pre = preprocessorFromConfig(MODEL);
-    const m = (await loadPretrained(MODEL, { onWarning: () => {} })) as unknown as ConfigurableResNet;
+    const m = (await loadPretrained(MODEL, { onWarning: () => {} })) as unknown as ResNet;
     const { heldOut } = digitSplits(requireMnist(), [0, 1, 2, 3, 4], { heldOutPerClass: 100, trainPerClass: 0 });
     const loader = new ImageLoader(ds, { transform: { preprocessor: pre }, batchSize: 50, shuffle: false, workers: 0 });
     let correct = 0;
