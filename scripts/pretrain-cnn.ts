@@ -31,12 +31,10 @@ import { loadAddon } from "../src/backend/native-binding.ts";
 import { getArchitecture, type PretrainedModel, saveModel } from "../src/models/index.ts";
 import type { ResNet } from "../src/models/resnet.ts";
 import type { ImageClassifier } from "../src/models/vision-common.ts";
-import { argmax, } from "../src/ops/index.ts";
+import { argmax } from "../src/ops/index.ts";
 import { AdamW, getCosineScheduleWithWarmup, weightDecayGroups } from "../src/optim/index.ts";
 import { Generator, manualSeed } from "../src/tensor/rng.ts";
 import { type Tensor, tensor } from "../src/tensor/tensor.ts";
-
-// ---- the configurable ResNet ---------------------------------------------------------------------
 
 /** MNIST's pixel mean and std (of values in 0..1), used for all three (replicated grey) channels. */
 export const MNIST_MEAN = 0.1307;
