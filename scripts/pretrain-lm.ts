@@ -9,7 +9,7 @@
  *
  * Options: --out DIR (models/tiny-lm), --steps N (default DEFAULT_STEPS), --seed S (0),
  * --threads T (native kernel threads; default 1, the bundled run's), --batch-size B (8),
- * --eval-every N (100), --max-docs N (use the first N training documents only: smoke tests).
+ * --lr X (peak learning rate, 3e-3), --eval-every N (100), --max-docs N (use the first N training documents only: smoke tests).
  *
  * Same seed + backend + thread count -> byte-identical model and tokenizer files (see
  * docs/pretraining.md); training.json alone records wall-clock time and the git commit.
@@ -35,6 +35,8 @@ export interface PretrainOptions {
   seed: number;
   threads: number;
   batchSize: number;
+  /** Peak learning rate (default {@link LM}.lr). */
+  lr?: number;
   evalEvery: number;
   maxDocs?: number;
   log?: (line: string) => void;
@@ -84,6 +86,7 @@ function parseOptions(argv: string[]): PretrainOptions {
       threads: { type: "string", default: "1" },
       "batch-size": { type: "string", default: "8" },
       "eval-every": { type: "string", default: "100" },
+      lr: { type: "string" },
       "max-docs": { type: "string" },
     },
     strict: true,
@@ -93,12 +96,18 @@ function parseOptions(argv: string[]): PretrainOptions {
     if (!Number.isSafeInteger(n) || n < min) throw new Error(`--${name}: expected an integer >= ${min}, got ${v}`);
     return n;
   };
+  const positive = (name: string, v: string) => {
+    const x = Number(v);
+    if (!(x > 0) || !Number.isFinite(x)) throw new Error(`--${name}: expected a positive number, got ${v}`);
+    return x;
+  };
   return {
     out: values.out!,
     steps: int("steps", values.steps, 1),
     seed: int("seed", values.seed, 0),
     threads: int("threads", values.threads, 1),
     batchSize: int("batch-size", values["batch-size"], 1),
+    ...(values.lr !== undefined ? { lr: positive("lr", values.lr) } : {}),
     evalEvery: int("eval-every", values["eval-every"], 1),
     ...(values["max-docs"] !== undefined ? { maxDocs: int("max-docs", values["max-docs"], 1) } : {}),
   };
@@ -171,8 +180,9 @@ export async function pretrainLm(o: PretrainOptions): Promise<Record<string, unk
   // (d) the loop.
   const B = o.batchSize;
   const T = LM.blockSize;
+  const lr = o.lr ?? LM.lr;
   const opt = new optim.AdamW(optim.weightDecayGroups(model.namedParameters(), LM.weightDecay), {
-    lr: LM.lr,
+    lr,
     betas: LM.betas,
   });
   const warmup = Math.max(1, Math.round(o.steps * LM.warmupFraction));
@@ -238,7 +248,7 @@ export async function pretrainLm(o: PretrainOptions): Promise<Record<string, unk
     parameters: numParams,
     optimizer: {
       name: "AdamW",
-      lr: LM.lr,
+      lr,
       betas: LM.betas,
       weight_decay: LM.weightDecay,
       schedule: "cosine",
