@@ -21,11 +21,24 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Sub
     load: () => import("./inspect.ts"),
   },
   generate: { summary: "generate text from a prompt with a causal LM", load: () => import("./generate.ts") },
-  train: { summary: "fine-tune a model (flags or -c recipe.yaml + key=value overrides)", load: () => import("./train.ts") },
-  plan: { summary: "dry run: resolved config, trainable parameters, memory, data statistics", load: () => import("./plan.ts") },
+  train: {
+    summary: "fine-tune a model (flags or -c recipe.yaml + key=value overrides)",
+    load: () => import("./train.ts"),
+  },
+  plan: {
+    summary: "dry run: resolved config, trainable parameters, memory, data statistics",
+    load: () => import("./plan.ts"),
+  },
   eval: { summary: "evaluate a model or run folder on a dataset (metrics, JSON)", load: () => import("./eval.ts") },
-  merge: { summary: "merge a LoRA adapter into its base model (a full model folder)", load: () => import("./merge.ts") },
+  merge: {
+    summary: "merge a LoRA adapter into its base model (a full model folder)",
+    load: () => import("./merge.ts"),
+  },
   predict: { summary: "classify images or texts with a fine-tuned model (top-k)", load: () => import("./predict.ts") },
+  demo: {
+    summary: "fine-tune the bundled models on bundled data vs from-scratch and head-only baselines (offline)",
+    load: () => import("./demo.ts"),
+  },
 };
 
 /** Runs the CLI with `argv` (without node and the script). Sets `process.exitCode` on failure. */
