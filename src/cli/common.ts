@@ -12,10 +12,10 @@
  */
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { basename, dirname, extname, join, resolve } from "node:path";
-import { InvalidArgumentError } from "commander";
 import { initBackend } from "../backend/index.ts";
 import {
   type AugmentOptions,
+  formatClassCounts,
   type ImageDataset,
   indexImageFolder,
   indexImageList,
@@ -24,7 +24,7 @@ import {
   preprocessorFromConfig,
   stratifiedSplit,
 } from "../data/images/index.ts";
-import { type PreparedTextData, prepareTextData } from "../data/text/index.ts";
+import { formatLengthStats, type PreparedTextData, prepareTextData } from "../data/text/index.ts";
 import { readJsonFile } from "../formats/hf-config.ts";
 import { resolveModelPath } from "../formats/hub.ts";
 import { getArchitecture, type PretrainedModel, type Task } from "../models/index.ts";
@@ -46,22 +46,7 @@ export async function setupBackend(): Promise<void> {
   await initBackend();
 }
 
-/** Commander argument parsers: a finite number / a positive integer. */
-export const num = (v: string): number => {
-  const n = Number(v);
-  if (v.trim() === "" || !Number.isFinite(n)) throw new InvalidArgumentError(`expected a number, got '${v}'`);
-  return n;
-};
-export const int = (v: string): number => {
-  const n = num(v);
-  if (!Number.isInteger(n)) throw new InvalidArgumentError(`expected an integer, got '${v}'`);
-  return n;
-};
-export const posInt = (v: string): number => {
-  const n = num(v);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`expected a positive integer, got '${v}'`);
-  return n;
-};
+export { int, num, posInt } from "./args.ts";
 
 /** Folder's `config.json`, the architecture and the head it names. */
 export async function modelInfo(pathOrId: string): Promise<{ dir: string; raw: Record<string, unknown>; task: Task }> {
@@ -112,7 +97,11 @@ export function imagePreprocessor(
 /** An HF `preprocessor_config.json` for a preprocessor (written next to a fine-tuned image model). */
 export function preprocessorJson(p: Preprocessor): Record<string, unknown> {
   const pil = ["nearest", "lanczos", "bilinear", "bicubic", "box", "hamming"].indexOf(p.resample);
-  const size = p.resize ? ("shortestEdge" in p.resize ? { shortest_edge: p.resize.shortestEdge } : p.resize) : undefined;
+  const size = p.resize
+    ? "shortestEdge" in p.resize
+      ? { shortest_edge: p.resize.shortestEdge }
+      : p.resize
+    : undefined;
   return {
     do_resize: p.resize !== null,
     ...(size ? { size } : {}),
@@ -179,7 +168,10 @@ export async function prepareRun(c: CliConfig): Promise<PreparedRun> {
     let validation: ImageDataset | undefined;
     if (d.validation) validation = await indexImages(d.validation);
     else if ((d.validationSplit ?? 0.1) > 0)
-      ({ train, validation } = stratifiedSplit(all, { validationFraction: d.validationSplit ?? 0.1, seed: d.seed ?? 42 }));
+      ({ train, validation } = stratifiedSplit(all, {
+        validationFraction: d.validationSplit ?? 0.1,
+        seed: d.seed ?? 42,
+      }));
     if (labels) train = relabel(train, labels);
     else labels = train.classes;
     if (validation) validation = relabel(validation, labels);
@@ -201,7 +193,7 @@ export async function prepareRun(c: CliConfig): Promise<PreparedRun> {
       skipInvalid: d.skipInvalid ?? false,
       ...(d.image?.workers !== undefined ? { workers: d.image.workers } : {}),
     });
-    out.images = { train, ...(validation && validation.items.length ? { validation } : {}), transform };
+    out.images = { train, ...(validation?.items.length ? { validation } : {}), transform };
     out.train = spec(train);
     if (validation?.items.length) out.eval = { ...spec(validation), mix: null };
     out.preprocessor = preprocessor;
@@ -246,6 +238,35 @@ export async function prepareRun(c: CliConfig): Promise<PreparedRun> {
     onWarning: (w) => warnings.push(shortWarning(w)),
   });
   return { ...(out as PreparedRun), model, labels };
+}
+
+/** Data statistics as lines (printed by `train` before the first step, and by `plan`). */
+export function dataLines(r: PreparedRun): string[] {
+  const out: string[] = [];
+  if (r.text) {
+    for (const [name, ds] of [
+      ["train", r.text.train],
+      ["validation", r.text.validation],
+      ["test", r.text.test],
+    ] as const)
+      if (ds) out.push(`${name}: ${formatLengthStats(ds.stats).replaceAll("\n", `\n${" ".repeat(name.length + 2)}`)}`);
+    if (r.text.skipped.length) {
+      out.push(`skipped ${r.text.skipped.length} invalid record(s):`);
+      for (const s of r.text.skipped.slice(0, 20)) out.push(`  ${s.file}:${s.line}: ${s.reason}`);
+      if (r.text.skipped.length > 20) out.push(`  ... and ${r.text.skipped.length - 20} more`);
+    }
+  }
+  if (r.images) {
+    out.push(`train: ${r.images.train.items.length} images in ${r.images.train.classes.length} classes`);
+    out.push(
+      ...formatClassCounts(r.images.train)
+        .split("\n")
+        .map((l) => `  ${l}`),
+    );
+    if (r.images.validation) out.push(`validation: ${r.images.validation.items.length} images`);
+  }
+  if (r.labels && r.task !== "causal-lm") out.push(`labels: ${r.labels.join(", ")}`);
+  return out;
 }
 
 /** transformers' long "newly initialized" warning as one line. */
@@ -305,7 +326,8 @@ export async function loadForInference(path: string, opts: { base?: string } = {
     const base = opts.base ?? runMeta?.modelPath ?? (cfg.base_model_name_or_path as string | undefined);
     if (!base) throw new UsageError(`${dir}: adapter without a base model; give --base <model>`);
     const info = await modelInfo(base);
-    const task = runMeta?.task ?? pickTask(undefined, cfg.task_type === "CAUSAL_LM" ? "causal-lm" : info.task, undefined);
+    const task =
+      runMeta?.task ?? pickTask(undefined, cfg.task_type === "CAUSAL_LM" ? "causal-lm" : info.task, undefined);
     model = await loadPretrained(info.dir, {
       ...quiet,
       task: modelTaskOf(task),

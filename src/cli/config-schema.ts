@@ -50,7 +50,13 @@ const modelSection = z.strictObject({
 
 const augment = z.strictObject({
   randomResizedCrop: z
-    .union([z.boolean(), z.strictObject({ scale: z.tuple([z.number(), z.number()]).optional(), ratio: z.tuple([z.number(), z.number()]).optional() })])
+    .union([
+      z.boolean(),
+      z.strictObject({
+        scale: z.tuple([z.number(), z.number()]).optional(),
+        ratio: z.tuple([z.number(), z.number()]).optional(),
+      }),
+    ])
     .optional(),
   horizontalFlip: z.number().min(0).max(1).optional().describe("flip probability (default 0.5)"),
   rotation: z.number().nonnegative().optional().describe("maximum rotation in degrees"),
@@ -77,7 +83,10 @@ const imageSection = z.strictObject({
   cropSize: nonNegInt.optional().describe("centre crop (0 = none; default: the model's preprocessor)"),
   mean: z.array(z.number()).length(3).optional(),
   std: z.array(z.number().positive()).length(3).optional(),
-  augment: z.union([z.literal(false), augment]).optional().describe("train-time augmentation; false/absent = none"),
+  augment: z
+    .union([z.literal(false), augment])
+    .optional()
+    .describe("train-time augmentation; false/absent = none"),
   mixupAlpha: z.number().positive().optional(),
   cutmixAlpha: z.number().positive().optional(),
   workers: nonNegInt.optional().describe("decoding worker threads (default: the loader's)"),
@@ -85,7 +94,11 @@ const imageSection = z.strictObject({
 
 /** The user's data. */
 const dataSection = z.strictObject({
-  train: z.string().min(1).optional().describe("training file (csv, tsv, jsonl, parquet), image folder or image list (required)"),
+  train: z
+    .string()
+    .min(1)
+    .optional()
+    .describe("training file (csv, tsv, jsonl, parquet), image folder or image list (required)"),
   validation: z.string().min(1).optional().describe("validation file; default: a seeded split of train"),
   test: z.string().min(1).optional(),
   format: z.enum(["csv", "tsv", "jsonl", "parquet"]).optional().describe("default: from the file extension"),
@@ -120,7 +133,10 @@ const strategySection = z.strictObject({
   headEarlyStopping: earlyStopping.optional(),
   lrFactor: z.number().positive().optional().describe("two-phase: phase-2 lr = lr * lrFactor (default 0.1)"),
   unfreezeEvery: posInt.optional().describe("gradual unfreezing: one more block every N epochs"),
-  cacheFeatures: z.boolean().optional().describe("head on images without augmentation: cache backbone features (default true)"),
+  cacheFeatures: z
+    .boolean()
+    .optional()
+    .describe("head on images without augmentation: cache backbone features (default true)"),
 });
 
 const loraSection = z.strictObject({
@@ -145,7 +161,13 @@ const optimizerSection = z.strictObject({
   nesterov: z.boolean().optional(),
   layerwiseLrDecay: z.number().positive().optional(),
   groups: z
-    .array(z.strictObject({ pattern: z.string(), lr: z.number().positive().optional(), weightDecay: z.number().nonnegative().optional() }))
+    .array(
+      z.strictObject({
+        pattern: z.string(),
+        lr: z.number().positive().optional(),
+        weightDecay: z.number().nonnegative().optional(),
+      }),
+    )
     .optional(),
 });
 
@@ -173,7 +195,9 @@ const trainSection = z.strictObject({
       keepBest: z.boolean().optional(),
     })
     .optional(),
-  nonFinite: z.strictObject({ policy: z.enum(["skip", "halt"]).optional(), maxConsecutive: posInt.optional() }).optional(),
+  nonFinite: z
+    .strictObject({ policy: z.enum(["skip", "halt"]).optional(), maxConsecutive: posInt.optional() })
+    .optional(),
   seed: z.number().int().optional().describe("default 42"),
   resume: z.boolean().optional().describe("continue from the newest complete checkpoint in output.runDir"),
   logEvery: posInt.optional().describe("a train row in metrics.jsonl every N steps (default 10)"),
@@ -366,7 +390,8 @@ export function readConfigFile(file: string): Record<string, unknown> {
     throw new UsageError(`${file}: not valid YAML (${(e as Error).message.split("\n")[0]})`);
   }
   if (doc === null || doc === undefined) return {};
-  if (typeof doc !== "object" || Array.isArray(doc)) throw new UsageError(`${file}: expected a mapping of sections at the top`);
+  if (typeof doc !== "object" || Array.isArray(doc))
+    throw new UsageError(`${file}: expected a mapping of sections at the top`);
   return doc as Record<string, unknown>;
 }
 

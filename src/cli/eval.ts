@@ -14,7 +14,15 @@ import { writeFileSync } from "node:fs";
 import { Command } from "commander";
 import { type ColumnMap, prepareTextData } from "../data/text/index.ts";
 import { type EvalSource, evalSource, evaluate } from "../train/index.ts";
-import { type InferenceModel, indexImages, loadForInference, posInt, relabel, setupBackend, UsageError } from "./common.ts";
+import {
+  type InferenceModel,
+  indexImages,
+  loadForInference,
+  posInt,
+  relabel,
+  setupBackend,
+  UsageError,
+} from "./common.ts";
 
 const FIELDS = ["text", "text_pair", "label", "prompt", "completion", "messages"];
 
@@ -42,7 +50,8 @@ export async function evalData(m: InferenceModel, o: Opts): Promise<{ src: EvalS
   if (m.task === "image-classification") {
     let ds = await indexImages(o.data);
     if (m.labels) ds = relabel(ds, m.labels);
-    const spec = { dataset: ds, transform: { preprocessor: m.preprocessor! }, skipInvalid: o.skipInvalid ?? false };
+    if (!m.preprocessor) throw new UsageError(`${m.source}: no image preprocessing found (preprocessor_config.json)`);
+    const spec = { dataset: ds, transform: { preprocessor: m.preprocessor }, skipInvalid: o.skipInvalid ?? false };
     return { src: evalSource(spec, { batchSize: o.batchSize }), skipped: 0 };
   }
   if (!m.tokenizer) throw new UsageError(`${m.source}: no tokenizer.json; text evaluation needs the tokenizer`);
@@ -94,7 +103,10 @@ export async function main(argv: string[]): Promise<void> {
     process.stdout.write(json);
     return;
   }
-  const lines = [`model: ${m.source}`, `data:  ${o.data} (${res.numExamples} examples${skipped ? `, ${skipped} skipped` : ""})`];
+  const lines = [
+    `model: ${m.source}`,
+    `data:  ${o.data} (${res.numExamples} examples${skipped ? `, ${skipped} skipped` : ""})`,
+  ];
   for (const [k, v] of Object.entries(res.metrics)) lines.push(`${k.padEnd(15)} ${v.toFixed(4)}`);
   if (res.labels && res.perClass && res.confusion) {
     const w = Math.max(5, ...res.labels.map((l) => l.length));
@@ -104,7 +116,8 @@ export async function main(argv: string[]): Promise<void> {
         `${p.label.padEnd(w)}  ${p.precision.toFixed(4).padStart(9)}  ${p.recall.toFixed(4).padStart(6)}  ${p.f1.toFixed(4).padStart(6)}  ${String(p.support).padStart(7)}`,
       );
     lines.push("", `confusion (rows = true, columns = predicted): ${res.labels.join(", ")}`);
-    for (const [i, row] of res.confusion.entries()) lines.push(`${res.labels[i].padEnd(w)}  ${row.map((x) => String(x).padStart(5)).join(" ")}`);
+    for (const [i, row] of res.confusion.entries())
+      lines.push(`${res.labels[i].padEnd(w)}  ${row.map((x) => String(x).padStart(5)).join(" ")}`);
   }
   if (o.out) lines.push("", `written: ${o.out}`);
   process.stdout.write(`${lines.join("\n")}\n`);

@@ -48,6 +48,9 @@ export async function main(argv: string[]): Promise<void> {
   const merged = handle.merge();
   await saveModel(merged as typeof m.model, o.out, o.dtype ? { dtype: o.dtype } : {});
   if (m.preprocessor)
-    writeFileSync(join(o.out, "preprocessor_config.json"), `${JSON.stringify(preprocessorJson(m.preprocessor), null, 2)}\n`);
+    writeFileSync(
+      join(o.out, "preprocessor_config.json"),
+      `${JSON.stringify(preprocessorJson(m.preprocessor), null, 2)}\n`,
+    );
   process.stdout.write(`merged ${handle.layers.size} LoRA layer(s) of ${m.source} into ${o.out}\n`);
 }

@@ -11,13 +11,10 @@
  * ```
  */
 import { relative } from "node:path";
-import { renderExample } from "../data/text/index.ts";
 import type { Module } from "../nn/module.ts";
-import { manualSeed } from "../tensor/rng.ts";
-import { prepareStrategy, trainableSummary } from "../train/index.ts";
-import { fmtBytes, fmtCount, type PreparedRun, prepareRun, setupBackend } from "./common.ts";
+import type { PreparedRun } from "./common.ts";
 import { type CliConfig, configYaml, requireRunnable } from "./config-schema.ts";
-import { configCommand, configFromCommand, dataLines, strategyConfig } from "./train.ts";
+import { configCommand, configFromCommand, strategyConfig } from "./train.ts";
 
 const BYTES: Record<string, number> = { float32: 4, float64: 8, bfloat16: 2, float16: 2, int32: 4 };
 
@@ -77,7 +74,8 @@ export function plannedSteps(c: CliConfig, numExamples: number): { perEpoch: num
 }
 
 /** The rendered first training example (text) or a description of the first image. */
-function example(r: PreparedRun): string {
+async function example(r: PreparedRun): Promise<string> {
+  const { renderExample } = await import("../data/text/index.ts");
   if (r.text && r.tokenizer) {
     const ex = r.text.train.examples[0];
     if (!ex) return "(no examples)";
@@ -100,6 +98,10 @@ export async function main(argv: string[]): Promise<void> {
   await cmd.parseAsync(argv, { from: "user" });
   const c = configFromCommand(cmd);
   requireRunnable(c);
+  // The heavy modules load only once the command line is known to be valid.
+  const { dataLines, fmtBytes, fmtCount, prepareRun, setupBackend } = await import("./common.ts");
+  const { manualSeed } = await import("../tensor/rng.ts");
+  const { prepareStrategy, trainableSummary } = await import("../train/index.ts");
   await setupBackend();
   const r = await prepareRun(c);
   const s = strategyConfig(c);
@@ -113,7 +115,7 @@ export async function main(argv: string[]): Promise<void> {
   const mem = estimateMemory(r.model, c, seqLen);
   const numTrain = r.text?.train.examples.length ?? r.images?.train.items.length ?? 0;
   const steps = plannedSteps(c, numTrain);
-  const ex = example(r);
+  const ex = await example(r);
   const data = dataLines(r);
   if (cmd.opts().json) {
     const out = {
@@ -124,8 +126,12 @@ export async function main(argv: string[]): Promise<void> {
       memory: mem,
       steps,
       data: {
-        train: r.text?.train.stats ?? { images: r.images?.train.items.length, classCounts: r.images?.train.classCounts },
-        validation: r.text?.validation?.stats ?? (r.images?.validation ? { images: r.images.validation.items.length } : null),
+        train: r.text?.train.stats ?? {
+          images: r.images?.train.items.length,
+          classCounts: r.images?.train.classCounts,
+        },
+        validation:
+          r.text?.validation?.stats ?? (r.images?.validation ? { images: r.images.validation.items.length } : null),
         labels: r.labels ?? null,
         skipped: r.text?.skipped ?? [],
       },
@@ -142,7 +148,10 @@ export async function main(argv: string[]): Promise<void> {
     "",
     `model:      ${r.modelDir} (${r.model.modelType}, ${r.task}, ${fmtCount(r.model.numParameters())} parameters)`,
     ...r.warnings.map((w) => `note:       ${w}`),
-    ...phases.map((p, i) => `${phases.length > 1 ? `phase ${i + 1}:    ` : "strategy:   "}${s.name}${s.topN !== undefined ? `:${s.topN}` : ""}: ${p.line}`),
+    ...phases.map(
+      (p, i) =>
+        `${phases.length > 1 ? `phase ${i + 1}:    ` : "strategy:   "}${s.name}${s.topN !== undefined ? `:${s.topN}` : ""}: ${p.line}`,
+    ),
     `memory:     ~${fmtBytes(mem.total)} (weights ${fmtBytes(mem.weights)}, gradients ${fmtBytes(mem.gradients)}, optimizer ${fmtBytes(mem.optimizer)}, activations ${mb(mem.activations)})`,
     `steps:      ${steps.total} optimizer steps (${steps.perEpoch} per epoch, batch ${c.train.batchSize ?? 8}${(c.train.gradAccumulation ?? 1) > 1 ? ` x ${c.train.gradAccumulation} accumulated` : ""})`,
     "",

@@ -33,7 +33,13 @@ export interface Prediction {
 }
 
 /** Softmax of row `r` of a (N, K) logits array, top `k` by probability. */
-export function topKRow(v: Float64Array, r: number, K: number, k: number, labels?: readonly string[]): Prediction["top"] {
+export function topKRow(
+  v: Float64Array,
+  r: number,
+  K: number,
+  k: number,
+  labels?: readonly string[],
+): Prediction["top"] {
   let mx = -Infinity;
   for (let j = 0; j < K; j++) mx = Math.max(mx, v[r * K + j]);
   const e = Array.from({ length: K }, (_, j) => Math.exp(v[r * K + j] - mx));
@@ -47,15 +53,18 @@ export function topKRow(v: Float64Array, r: number, K: number, k: number, labels
 type Forward = { forward(x: Record<string, unknown>): { logits: Tensor } };
 
 async function predictImages(m: InferenceModel, files: string[], o: Opts): Promise<Prediction[]> {
-  const pre = m.preprocessor!;
+  const pre = m.preprocessor;
+  if (!pre) throw new UsageError(`${m.source}: no image preprocessing found (preprocessor_config.json)`);
   const { height: H, width: W } = outputSize(pre);
   const out: Prediction[] = [];
   for (let i = 0; i < files.length; i += o.batchSize) {
     const chunk = files.slice(i, i + o.batchSize);
     const x = new Float32Array(chunk.length * 3 * H * W);
     for (const [j, f] of chunk.entries()) await transformImage(f, { preprocessor: pre }, undefined, x, j * 3 * H * W);
-    const logits = noGrad(() =>
-      (m.model as unknown as Forward).forward({ pixelValues: new Tensor(x, "float32", [chunk.length, 3, H, W]) }).logits,
+    const logits = noGrad(
+      () =>
+        (m.model as unknown as Forward).forward({ pixelValues: new Tensor(x, "float32", [chunk.length, 3, H, W]) })
+          .logits,
     );
     const K = logits.shape[logits.ndim - 1];
     const v = logits.toFloat64Array();
@@ -114,7 +123,12 @@ export async function main(argv: string[]): Promise<void> {
     preds = await predictImages(m, files, o);
   } else {
     const texts = [...(o.input ?? [])];
-    for (const f of files) texts.push(...readFileSync(f, "utf8").split(/\r?\n/).filter((l) => l.trim() !== ""));
+    for (const f of files)
+      texts.push(
+        ...readFileSync(f, "utf8")
+          .split(/\r?\n/)
+          .filter((l) => l.trim() !== ""),
+      );
     if (!texts.length) throw new UsageError('no input: --input "text" or a text file with one input per line');
     preds = predictTexts(m, texts, o);
   }

@@ -14,26 +14,12 @@
 import { writeFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
-import { Command, InvalidArgumentError, Option } from "commander";
-import { formatClassCounts } from "../data/images/index.ts";
-import { formatLengthStats } from "../data/text/index.ts";
+import { Command, Option } from "commander";
 import type { LoraConfig } from "../peft/index.ts";
 import type { StrategyConfig, TrainerConfig } from "../train/index.ts";
-import { Trainer } from "../train/index.ts";
-import {
-  defaultRunDir,
-  int,
-  num,
-  type PreparedRun,
-  posInt,
-  preprocessorJson,
-  prepareRun,
-  RUN_META,
-  type RunMeta,
-  setupBackend,
-  UsageError,
-} from "./common.ts";
-import { type CliConfig, configYaml, requireRunnable, resolveCliConfig } from "./config-schema.ts";
+import { int, posInt, positive } from "./args.ts";
+import type { PreparedRun, RunMeta } from "./common.ts";
+import { type CliConfig, configYaml, requireRunnable, resolveCliConfig, UsageError } from "./config-schema.ts";
 
 /** The LoRA section in the library's terms. */
 export function loraConfig(c: CliConfig): LoraConfig | undefined {
@@ -109,27 +95,35 @@ export function configCommand(name: string, description: string): Command {
     .option("--strategy <s>", "head | top:N | full | two-phase | lora (strategy)")
     .option("--epochs <n>", "train.epochs", posInt)
     .option("--max-steps <n>", "train.maxSteps", posInt)
-    .option("--lr <x>", "optimizer.lr", (v) => parseLr(v))
+    .option("--lr <x>", "optimizer.lr", positive)
     .option("--batch-size <n>", "train.batchSize", posInt)
     .option("--seed <n>", "train.seed", int)
     .option("--out <dir>", "run folder (output.runDir)")
     .option("--skip-invalid", "skip malformed records/images and report them (data.skipInvalid)")
     .showHelpAfterError(false)
     .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s.replace(/^error: /, `tunekit ${name.split(" ")[1]}: `)) });
-}
-
-function parseLr(v: string): number {
-  const n = num(v);
-  if (!(n > 0)) throw new InvalidArgumentError(`expected a positive number, got '${v}'`);
-  return n;
+    .configureOutput({
+      writeErr: (s) => process.stderr.write(s.replace(/^error: /, `tunekit ${name.split(" ")[1]}: `)),
+    });
 }
 
 /** The validated config from a parsed command (flags, `-c`, overrides). */
 export function configFromCommand(cmd: Command): CliConfig {
   const o = cmd.opts();
   const flags: Record<string, unknown> = {};
-  for (const k of ["model", "data", "validation", "task", "strategy", "epochs", "maxSteps", "lr", "batchSize", "seed", "out"])
+  for (const k of [
+    "model",
+    "data",
+    "validation",
+    "task",
+    "strategy",
+    "epochs",
+    "maxSteps",
+    "lr",
+    "batchSize",
+    "seed",
+    "out",
+  ])
     if (o[k] !== undefined) flags[k] = o[k];
   if (o.skipInvalid) flags.skipInvalid = true;
   if (o.resume) flags.resume = true;
@@ -142,31 +136,6 @@ function commandLine(argv: string[]): string {
   return ["tunekit", "train", ...argv.map(q)].join(" ");
 }
 
-/** Data statistics as lines (printed by `train` before the first step, and by `plan`). */
-export function dataLines(r: PreparedRun): string[] {
-  const out: string[] = [];
-  if (r.text) {
-    for (const [name, ds] of [
-      ["train", r.text.train],
-      ["validation", r.text.validation],
-      ["test", r.text.test],
-    ] as const)
-      if (ds) out.push(`${name}: ${formatLengthStats(ds.stats).replaceAll("\n", `\n${" ".repeat(name.length + 2)}`)}`);
-    if (r.text.skipped.length) {
-      out.push(`skipped ${r.text.skipped.length} invalid record(s):`);
-      for (const s of r.text.skipped.slice(0, 20)) out.push(`  ${s.file}:${s.line}: ${s.reason}`);
-      if (r.text.skipped.length > 20) out.push(`  ... and ${r.text.skipped.length - 20} more`);
-    }
-  }
-  if (r.images) {
-    out.push(`train: ${r.images.train.items.length} images in ${r.images.train.classes.length} classes`);
-    out.push(...formatClassCounts(r.images.train).split("\n").map((l) => `  ${l}`));
-    if (r.images.validation) out.push(`validation: ${r.images.validation.items.length} images`);
-  }
-  if (r.labels && r.task !== "causal-lm") out.push(`labels: ${r.labels.join(", ")}`);
-  return out;
-}
-
 export async function main(argv: string[]): Promise<void> {
   const cmd = configCommand("tunekit train", "Fine-tune a model (flags or -c recipe.yaml plus dotted overrides)")
     .option("--resume", "continue from the newest complete checkpoint in the run folder (train.resume)")
@@ -174,7 +143,13 @@ export async function main(argv: string[]): Promise<void> {
   await cmd.parseAsync(argv, { from: "user" });
   const c = configFromCommand(cmd);
   requireRunnable(c);
-  if (c.train.resume && !c.output.runDir) throw new UsageError("--resume needs the run folder: --out <dir> or output.runDir=<dir>");
+  if (c.train.resume && !c.output.runDir)
+    throw new UsageError("--resume needs the run folder: --out <dir> or output.runDir=<dir>");
+  // The heavy modules load only once the command line is known to be valid.
+  const { dataLines, defaultRunDir, preprocessorJson, prepareRun, RUN_META, setupBackend } = await import(
+    "./common.ts"
+  );
+  const { Trainer } = await import("../train/index.ts");
   await setupBackend();
   const runDir = c.output.runDir ?? defaultRunDir(c.model.path as string);
   const r = await prepareRun(c);
@@ -197,11 +172,21 @@ export async function main(argv: string[]): Promise<void> {
   const run = await trainer.fit();
   if (r.preprocessor)
     for (const p of [run.paths.model, run.paths.merged])
-      if (p) writeFileSync(join(p, "preprocessor_config.json"), `${JSON.stringify(preprocessorJson(r.preprocessor), null, 2)}\n`);
+      if (p)
+        writeFileSync(
+          join(p, "preprocessor_config.json"),
+          `${JSON.stringify(preprocessorJson(r.preprocessor), null, 2)}\n`,
+        );
   const ev = run.eval?.metrics;
   const lines = [
     `done: ${run.steps} steps${run.skippedSteps ? ` (${run.skippedSteps} skipped as non-finite)` : ""}`,
-    ...(ev ? [`eval: ${Object.entries(ev).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(", ")}`] : []),
+    ...(ev
+      ? [
+          `eval: ${Object.entries(ev)
+            .map(([k, v]) => `${k} ${v.toFixed(4)}`)
+            .join(", ")}`,
+        ]
+      : []),
     ...(run.best ? [`best: ${run.best.metric} ${run.best.value.toFixed(4)} at step ${run.best.step}`] : []),
     ...Object.entries(run.paths)
       .filter(([k]) => k !== "runDir")

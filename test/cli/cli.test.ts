@@ -37,10 +37,12 @@ describe("tunekit", () => {
     assert.equal(r.code, 0);
     assert.match(r.stdout, /inspect\s+show/);
     assert.match(r.stdout, /generate\s+generate/);
+    for (const c of ["train", "plan", "eval", "merge", "predict"])
+      assert.match(r.stdout, new RegExp(`\\n\\s+${c}\\s+\\w`));
   });
 
-  test("unknown commands and bad paths fail with a one-line message and exit code 1", async () => {
-    assert.equal((await tunekit("bogus")).code, 1);
+  test("unknown commands exit 2 (usage); bad paths fail with a one-line message and exit code 1", async () => {
+    assert.equal((await tunekit("bogus")).code, 2);
     const r = await tunekit("inspect", "/no/such/model");
     assert.equal(r.code, 1);
     assert.match(r.stderr, /^tunekit inspect: \/no\/such\/model: no such folder/);
@@ -149,7 +151,7 @@ describe("tunekit generate", () => {
   test("usage errors: both or neither prompt, bad numbers", async () => {
     assert.match((await tunekit("generate", "--model", GPT2)).stderr, /exactly one of --prompt or --prompt-ids/);
     const r = await tunekit("generate", "--model", GPT2, "--prompt-ids", "1,2", "--top-p", "abc");
-    assert.equal(r.code, 1);
+    assert.equal(r.code, 2, "a bad flag value is a usage error");
     assert.match(r.stderr, /expected a number, got 'abc'/);
   });
 });

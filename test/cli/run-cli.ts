@@ -42,7 +42,11 @@ export function tunekit(...args: string[]): Promise<CliResult> {
 
 /** Starts `tunekit ...args` without waiting (for kill tests). */
 export function spawnTunekit(...args: string[]) {
-  return spawn(process.execPath, [join(ROOT, "bin", "tunekit.mjs"), ...args], { cwd: ROOT, env: env(), stdio: "ignore" });
+  return spawn(process.execPath, [join(ROOT, "bin", "tunekit.mjs"), ...args], {
+    cwd: ROOT,
+    env: env(),
+    stdio: "ignore",
+  });
 }
 
 /** The rows of a run's metrics.jsonl. */

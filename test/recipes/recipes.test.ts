@@ -95,7 +95,10 @@ describe("recipes: pinned train losses", () => {
       assert.equal(got.length, r.expected.length, `steps logged: ${JSON.stringify(got)}`);
       got.forEach((v, i) => {
         const rel = Math.abs(v - r.expected[i]) / Math.max(1e-12, Math.abs(r.expected[i]));
-        assert.ok(rel <= RTOL, `step ${i + 1}: loss ${v}, pinned ${r.expected[i]} (relative difference ${rel.toExponential(2)})\nall: ${JSON.stringify(got)}`);
+        assert.ok(
+          rel <= RTOL,
+          `step ${i + 1}: loss ${v}, pinned ${r.expected[i]} (relative difference ${rel.toExponential(2)})\nall: ${JSON.stringify(got)}`,
+        );
       });
     });
   }
