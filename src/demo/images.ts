@@ -19,9 +19,9 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
+import { writeMnistFolder } from "../../scripts/make-mnist-folder.ts";
 // The configurable ResNet of the bundled model is registered by its pre-training script.
 import { requireMnist } from "../../scripts/pretrain-cnn.ts";
-import { writeMnistFolder } from "../../scripts/make-mnist-folder.ts";
 import { indexImageFolder, preprocessorFromConfig } from "../data/images/index.ts";
 import { readJsonFile } from "../formats/hf-config.ts";
 import { getArchitecture, loadPretrained } from "../models/index.ts";
@@ -88,7 +88,12 @@ export async function runImages(o: DemoOptions): Promise<DemoResult> {
       return m as unknown as Module;
     };
     const arms: ArmResult[] = [];
-    const arm = async (name: string, kind: ArmResult["kind"], cfg: Partial<TrainerConfig> & Pick<TrainerConfig, "model">, note: string) => {
+    const arm = async (
+      name: string,
+      kind: ArmResult["kind"],
+      cfg: Partial<TrainerConfig> & Pick<TrainerConfig, "model">,
+      note: string,
+    ) => {
       o.log(`images ${arms.length + 1}/3: ${name} (${note}), ${steps} steps of ${b.batchSize}`);
       const r = await trainArm(o, { name, kind, metric: "accuracy", note, trainer: { ...common, ...cfg } });
       o.log(`images: ${name}: test accuracy ${(100 * r.value).toFixed(1)}% (${r.seconds.toFixed(0)} s)`);
@@ -106,7 +111,10 @@ export async function runImages(o: DemoOptions): Promise<DemoResult> {
     );
     manualSeed(o.seed);
     const cfg = (await readJsonFile(join(modelDir, "config.json"))) as Record<string, unknown>;
-    const scratch = getArchitecture(String(cfg.model_type)).create(cfg, "image-classification") as unknown as ImageClassifier;
+    const scratch = getArchitecture(String(cfg.model_type)).create(
+      cfg,
+      "image-classification",
+    ) as unknown as ImageClassifier;
     scratch.replaceHead(labels.length, labels);
     await arm(
       "from scratch",

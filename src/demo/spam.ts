@@ -79,7 +79,7 @@ export function stratifiedSample(
   seed: number,
 ): { train: number[]; test: number[] } {
   const byClass = new Map<number, number[]>();
-  labels.forEach((y, i) => byClass.set(y, [...(byClass.get(y) ?? []), i]));
+  for (const [i, y] of labels.entries()) byClass.set(y, [...(byClass.get(y) ?? []), i]);
   const classes = [...byClass.keys()].sort((a, b) => a - b);
   const quota = (total: number) => {
     const exact = classes.map((c) => ((byClass.get(c) as number[]).length * total) / labels.length);

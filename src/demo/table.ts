@@ -23,13 +23,13 @@ export function fmtMetric(metric: string, v: number): string {
   return v >= 100 ? v.toFixed(0) : v.toPrecision(3);
 }
 
-/** What fine-tuning gained over `other`: accuracy points, or how many times lower the perplexity is. */
+/** What fine-tuning gained over `other`: accuracy points, or how many times lower (better) the perplexity is. */
 export function fmtGain(r: Pick<DemoResult, "metric" | "higherIsBetter">, ours: number, other: number): string {
   if (r.higherIsBetter) {
     const d = 100 * (ours - other);
     return `${d >= 0 ? "+" : ""}${d.toFixed(1)} pts`;
   }
-  return `${(other / ours).toFixed(2)}x lower`;
+  return ours <= other ? `${(other / ours).toFixed(2)}x lower` : `${(ours / other).toFixed(2)}x higher`;
 }
 
 /** The final table: task | metric | fine-tuned | from scratch | head-only | gain, and the detail lines. */

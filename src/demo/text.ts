@@ -15,10 +15,9 @@
  */
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
-import { type ClassificationExample, LabelSet, type TextDataset } from "../data/text/index.ts";
-import { encodeTextDataset } from "../data/text/index.ts";
-import { getArchitecture, type LoadedModel, loadPretrained } from "../models/index.ts";
+import { type ClassificationExample, encodeTextDataset, LabelSet, type TextDataset } from "../data/text/index.ts";
 import { readJsonFile } from "../formats/hf-config.ts";
+import { getArchitecture, type LoadedModel, loadPretrained } from "../models/index.ts";
 import { manualSeed } from "../tensor/rng.ts";
 import type { Tokenizer } from "../tokenize/tokenizer.ts";
 import type { TrainerConfig } from "../train/index.ts";
@@ -72,7 +71,15 @@ export async function runText(o: DemoOptions): Promise<DemoResult> {
   };
   const model = await load();
   const tok = model.tokenizer as Tokenizer;
-  const enc = (idx: number[]) => encodeTextDataset(dataset(idx.map((i) => emails[i]), labels), tok, { maxLength: b.maxLength });
+  const enc = (idx: number[]) =>
+    encodeTextDataset(
+      dataset(
+        idx.map((i) => emails[i]),
+        labels,
+      ),
+      tok,
+      { maxLength: b.maxLength },
+    );
   const train = enc(split.train);
   const test = enc(split.test);
   const spamShare = split.test.filter((i) => emails[i].label === 1).length / split.test.length;
@@ -94,25 +101,47 @@ export async function runText(o: DemoOptions): Promise<DemoResult> {
     seed: o.seed,
     datasetStats: {
       test: test.examples.length,
-      classCounts: { ham: split.train.length - split.train.filter((i) => emails[i].label).length, spam: split.train.filter((i) => emails[i].label).length },
+      classCounts: {
+        ham: split.train.length - split.train.filter((i) => emails[i].label).length,
+        spam: split.train.filter((i) => emails[i].label).length,
+      },
       truncated: train.stats.truncated,
     },
   };
   const arms: ArmResult[] = [];
-  const arm = async (name: string, kind: ArmResult["kind"], cfg: Partial<TrainerConfig> & Pick<TrainerConfig, "model">, note: string) => {
+  const arm = async (
+    name: string,
+    kind: ArmResult["kind"],
+    cfg: Partial<TrainerConfig> & Pick<TrainerConfig, "model">,
+    note: string,
+  ) => {
     o.log(`text ${arms.length + 1}/3: ${name} (${note}), ${steps} steps of ${b.batchSize}`);
     const r = await trainArm(o, { name, kind, metric: "accuracy", note, trainer: { ...common, ...cfg } });
     o.log(`text: ${name}: test accuracy ${(100 * r.value).toFixed(1)}% (${r.seconds.toFixed(0)} s)`);
     arms.push(r);
   };
-  await arm("fine-tuned", "finetuned", { model, strategy: "full", modelName: "models/tiny-lm" }, "pre-trained LM, all weights");
+  await arm(
+    "fine-tuned",
+    "finetuned",
+    { model, strategy: "full", modelName: "models/tiny-lm" },
+    "pre-trained LM, all weights",
+  );
   manualSeed(o.seed);
   const cfg = (await readJsonFile(join(lmDir, "config.json"))) as Record<string, unknown>;
   const scratch = getArchitecture("llama").create(
-    { ...cfg, id2label: Object.fromEntries(SPAM_LABELS.map((n, i) => [String(i), n])), label2id: Object.fromEntries(SPAM_LABELS.map((n, i) => [n, i])) },
+    {
+      ...cfg,
+      id2label: Object.fromEntries(SPAM_LABELS.map((n, i) => [String(i), n])),
+      label2id: Object.fromEntries(SPAM_LABELS.map((n, i) => [n, i])),
+    },
     "sequence-classification",
   );
-  await arm("from scratch", "scratch", { model: scratch, strategy: "full", modelName: "tiny-lm (random init)" }, "random init, all weights");
+  await arm(
+    "from scratch",
+    "scratch",
+    { model: scratch, strategy: "full", modelName: "tiny-lm (random init)" },
+    "random init, all weights",
+  );
   await arm(
     "head-only",
     "head",
