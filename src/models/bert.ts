@@ -15,20 +15,17 @@ import { LayerNorm } from "../nn/norm.ts";
 import { add, scaledDotProductAttention, select, tanh } from "../ops/index.ts";
 import { ValueError } from "../tensor/errors.ts";
 import { arange, type Tensor, zeros } from "../tensor/tensor.ts";
-import { type Activation, activation, buildModel, paddingIdx } from "./common.ts";
+import { type Activation, activation, buildModel, paddingIdx, paddingMask } from "./common.ts";
 import {
+  EncoderForClassification,
+  type EncoderHeadSpec,
   type EncoderOutput,
-  extendedAttentionMask,
   IGNORE_POSITION_IDS,
-  type ModelOutput,
   mergeHeads,
-  readHeadConfig,
+  modelConfig,
   renameLegacyNorm,
-  sequenceClassificationLoss,
   splitHeads,
   type TextInputs,
-  tokenClassificationLoss,
-  writeLabels,
 } from "./encoder-common.ts";
 import { type PretrainedModel, registerArchitecture, type Task } from "./registry.ts";
 
@@ -218,10 +215,10 @@ export class BertEncoder extends Module {
   }
 }
 
-/** tanh(dense(first token)): HF `BertPooler`. */
+/** tanh(dense(first token)): HF `BertPooler` (and `ViTPooler`, the same layer). */
 export class BertPooler extends Module {
   dense: Linear;
-  constructor(c: BertConfig) {
+  constructor(c: Pick<BertConfig, "hidden_size" | "initializer_range">) {
     super();
     this.dense = new Linear(c.hidden_size, c.hidden_size, { std: c.initializer_range });
   }
@@ -230,7 +227,10 @@ export class BertPooler extends Module {
   }
 }
 
-/** The bare encoder (HF `BertModel`), with the pooler unless `addPoolingLayer` is false. */
+/**
+ * The bare encoder (HF `BertModel`), with the pooler unless `addPoolingLayer` is false;
+ * `embeddings` is where RoBERTa puts its own.
+ */
 export class BertModel extends Module {
   embeddings: BertEmbeddings;
   encoder: BertEncoder;
@@ -239,46 +239,19 @@ export class BertModel extends Module {
     readonly cfg: BertConfig,
     file = "config.json",
     addPoolingLayer = true,
+    embeddings: BertEmbeddings = new BertEmbeddings(cfg),
   ) {
     super();
-    this.embeddings = new BertEmbeddings(cfg);
+    this.embeddings = embeddings;
     this.encoder = new BertEncoder(cfg, file);
     this.pooler = addPoolingLayer ? new BertPooler(cfg) : null;
   }
   forward(inp: TextInputs): EncoderOutput {
-    return runEncoder(
-      this.embeddings.forward(inp.inputIds, inp.tokenTypeIds, inp.positionIds),
-      this.encoder,
-      this.pooler,
-      inp,
-    );
+    const emb = this.embeddings.forward(inp.inputIds, inp.tokenTypeIds, inp.positionIds);
+    const states = inp.outputHiddenStates ? [emb] : undefined;
+    const h = this.encoder.forward(emb, paddingMask(inp.attentionMask), states);
+    return { lastHiddenState: h, poolerOutput: this.pooler?.forward(h), hiddenStates: states };
   }
-}
-
-/** Shared by BERT and RoBERTa: embedding output -> encoder -> optional pooler. */
-export function runEncoder(
-  emb: Tensor,
-  encoder: BertEncoder,
-  pooler: BertPooler | null,
-  inp: TextInputs,
-): EncoderOutput {
-  const states = inp.outputHiddenStates ? [emb] : undefined;
-  const h = encoder.forward(emb, extendedAttentionMask(inp.attentionMask), states);
-  return { lastHiddenState: h, poolerOutput: pooler?.forward(h), hiddenStates: states };
-}
-
-/** The `config` a model reports: the raw config.json object with labels normalised. */
-export function modelConfig(
-  raw: Record<string, unknown>,
-  modelType: string,
-  id2label?: readonly string[],
-): Record<string, unknown> {
-  const out: Record<string, unknown> = { ...raw, model_type: modelType };
-  if (id2label) {
-    writeLabels(out, id2label);
-    delete out.num_labels;
-  }
-  return out;
 }
 
 /** HF `BertModel` as a `PretrainedModel` (task "base"). */
@@ -293,59 +266,30 @@ export class BertBase extends BertModel implements PretrainedModel {
   }
 }
 
+/** What BERT's two heads are built from (the encoder has a pooler for sequence classification). */
+function bertHead(raw: Record<string, unknown>, file: string, task: EncoderHeadSpec["task"]) {
+  const c = readBertConfig({ raw, file });
+  const spec: EncoderHeadSpec = { modelType: "bert", prefix: "bert", task, raw, file };
+  const encoder = () => new BertModel(c, file, task === "sequence-classification");
+  const dropout = c.classifier_dropout ?? c.hidden_dropout_prob;
+  return { spec, encoder, sizes: { hiddenSize: c.hidden_size, dropout, initializerRange: c.initializer_range } };
+}
+
 /** HF `BertForSequenceClassification`: pooled output -> dropout -> classifier. */
-export class BertForSequenceClassification extends Module implements PretrainedModel {
-  readonly modelType = "bert";
-  readonly task: Task = "sequence-classification";
-  readonly baseModelPrefix = "bert";
-  readonly config: Record<string, unknown>;
-  readonly numLabels: number;
-  bert: BertModel;
-  dropout: Dropout;
-  classifier: Linear;
+export class BertForSequenceClassification extends EncoderForClassification {
+  declare bert: BertModel;
   constructor(raw: Record<string, unknown>, file = "config.json") {
-    super();
-    const c = readBertConfig({ raw, file });
-    const head = readHeadConfig({ raw, file });
-    this.numLabels = head.numLabels;
-    this.config = modelConfig(raw, "bert", head.id2label);
-    this.bert = new BertModel(c, file);
-    this.dropout = new Dropout(c.classifier_dropout ?? c.hidden_dropout_prob);
-    this.classifier = new Linear(c.hidden_size, head.numLabels, { std: c.initializer_range });
-  }
-  forward(inp: TextInputs): ModelOutput {
-    const o = this.bert.forward(inp);
-    const logits = this.classifier.forward(this.dropout.forward(o.poolerOutput as Tensor));
-    const loss = inp.labels ? sequenceClassificationLoss(logits, inp.labels, this.config, this.numLabels) : undefined;
-    return { logits, loss, hiddenStates: o.hiddenStates };
+    const { spec, encoder, sizes } = bertHead(raw, file, "sequence-classification");
+    super(spec, encoder, sizes);
   }
 }
 
 /** HF `BertForTokenClassification`: per-token dropout -> classifier (no pooler). */
-export class BertForTokenClassification extends Module implements PretrainedModel {
-  readonly modelType = "bert";
-  readonly task: Task = "token-classification";
-  readonly baseModelPrefix = "bert";
-  readonly config: Record<string, unknown>;
-  readonly numLabels: number;
-  bert: BertModel;
-  dropout: Dropout;
-  classifier: Linear;
+export class BertForTokenClassification extends EncoderForClassification {
+  declare bert: BertModel;
   constructor(raw: Record<string, unknown>, file = "config.json") {
-    super();
-    const c = readBertConfig({ raw, file });
-    const head = readHeadConfig({ raw, file });
-    this.numLabels = head.numLabels;
-    this.config = modelConfig(raw, "bert", head.id2label);
-    this.bert = new BertModel(c, file, false);
-    this.dropout = new Dropout(c.classifier_dropout ?? c.hidden_dropout_prob);
-    this.classifier = new Linear(c.hidden_size, head.numLabels, { std: c.initializer_range });
-  }
-  forward(inp: TextInputs): ModelOutput {
-    const o = this.bert.forward(inp);
-    const logits = this.classifier.forward(this.dropout.forward(o.lastHiddenState));
-    const loss = inp.labels ? tokenClassificationLoss(logits, inp.labels, this.numLabels) : undefined;
-    return { logits, loss, hiddenStates: o.hiddenStates };
+    const { spec, encoder, sizes } = bertHead(raw, file, "token-classification");
+    super(spec, encoder, sizes);
   }
 }
 

@@ -16,20 +16,18 @@ import { LayerNorm } from "../nn/norm.ts";
 import { add, relu, scaledDotProductAttention, select } from "../ops/index.ts";
 import { ValueError } from "../tensor/errors.ts";
 import { arange, type Tensor, tensor } from "../tensor/tensor.ts";
-import { modelConfig } from "./bert.ts";
-import { type Activation, activation, buildModel, paddingIdx } from "./common.ts";
+import { type Activation, activation, buildModel, paddingIdx, paddingMask } from "./common.ts";
 import {
+  EncoderForClassification,
+  EncoderHead,
+  type EncoderHeadSpec,
   type EncoderOutput,
-  extendedAttentionMask,
   IGNORE_POSITION_IDS,
-  type ModelOutput,
   mergeHeads,
-  readHeadConfig,
+  modelConfig,
   renameLegacyNorm,
-  sequenceClassificationLoss,
   splitHeads,
   type TextInputs,
-  tokenClassificationLoss,
 } from "./encoder-common.ts";
 import { type PretrainedModel, registerArchitecture, type Task } from "./registry.ts";
 
@@ -210,7 +208,7 @@ export class DistilBertModel extends Module {
   forward(inp: TextInputs): EncoderOutput {
     const emb = this.embeddings.forward(inp.inputIds, inp.positionIds);
     const states = inp.outputHiddenStates ? [emb] : undefined;
-    const h = this.transformer.forward(emb, extendedAttentionMask(inp.attentionMask), states);
+    const h = this.transformer.forward(emb, paddingMask(inp.attentionMask), states);
     return { lastHiddenState: h, hiddenStates: states };
   }
 }
@@ -227,62 +225,38 @@ export class DistilBertBase extends DistilBertModel implements PretrainedModel {
   }
 }
 
-/** HF `DistilBertForSequenceClassification`. */
-export class DistilBertForSequenceClassification extends Module implements PretrainedModel {
-  readonly modelType = "distilbert";
-  readonly task: Task = "sequence-classification";
-  readonly baseModelPrefix = "distilbert";
-  readonly config: Record<string, unknown>;
-  readonly numLabels: number;
-  distilbert: DistilBertModel;
+/** What DistilBERT's two heads are built from. */
+function distilBertHead(raw: Record<string, unknown>, file: string, task: EncoderHeadSpec["task"]) {
+  const c = readDistilBertConfig({ raw, file });
+  const spec: EncoderHeadSpec = { modelType: "distilbert", prefix: "distilbert", task, raw, file };
+  return { c, spec, encoder: () => new DistilBertModel(c, file) };
+}
+
+/** HF `DistilBertForSequenceClassification`: first token -> pre_classifier -> ReLU -> dropout -> classifier. */
+export class DistilBertForSequenceClassification extends EncoderHead {
+  declare distilbert: DistilBertModel;
   pre_classifier: Linear;
   classifier: Linear;
   dropout: Dropout;
   constructor(raw: Record<string, unknown>, file = "config.json") {
-    super();
-    const c = readDistilBertConfig({ raw, file });
-    const head = readHeadConfig({ raw, file });
-    this.numLabels = head.numLabels;
-    this.config = modelConfig(raw, "distilbert", head.id2label);
-    this.distilbert = new DistilBertModel(c, file);
+    const { c, spec, encoder } = distilBertHead(raw, file, "sequence-classification");
+    super(spec, encoder);
     this.pre_classifier = new Linear(c.dim, c.dim, { std: c.initializer_range });
-    this.classifier = new Linear(c.dim, head.numLabels, { std: c.initializer_range });
+    this.classifier = new Linear(c.dim, this.numLabels, { std: c.initializer_range });
     this.dropout = new Dropout(c.seq_classif_dropout);
   }
-  forward(inp: TextInputs): ModelOutput {
-    const o = this.distilbert.forward(inp);
+  protected head(o: EncoderOutput): Tensor {
     const pooled = relu(this.pre_classifier.forward(select(o.lastHiddenState, 1, 0)));
-    const logits = this.classifier.forward(this.dropout.forward(pooled));
-    const loss = inp.labels ? sequenceClassificationLoss(logits, inp.labels, this.config, this.numLabels) : undefined;
-    return { logits, loss, hiddenStates: o.hiddenStates };
+    return this.classifier.forward(this.dropout.forward(pooled));
   }
 }
 
 /** HF `DistilBertForTokenClassification`: dropout -> classifier on every token. */
-export class DistilBertForTokenClassification extends Module implements PretrainedModel {
-  readonly modelType = "distilbert";
-  readonly task: Task = "token-classification";
-  readonly baseModelPrefix = "distilbert";
-  readonly config: Record<string, unknown>;
-  readonly numLabels: number;
-  distilbert: DistilBertModel;
-  dropout: Dropout;
-  classifier: Linear;
+export class DistilBertForTokenClassification extends EncoderForClassification {
+  declare distilbert: DistilBertModel;
   constructor(raw: Record<string, unknown>, file = "config.json") {
-    super();
-    const c = readDistilBertConfig({ raw, file });
-    const head = readHeadConfig({ raw, file });
-    this.numLabels = head.numLabels;
-    this.config = modelConfig(raw, "distilbert", head.id2label);
-    this.distilbert = new DistilBertModel(c, file);
-    this.dropout = new Dropout(c.dropout);
-    this.classifier = new Linear(c.dim, head.numLabels, { std: c.initializer_range });
-  }
-  forward(inp: TextInputs): ModelOutput {
-    const o = this.distilbert.forward(inp);
-    const logits = this.classifier.forward(this.dropout.forward(o.lastHiddenState));
-    const loss = inp.labels ? tokenClassificationLoss(logits, inp.labels, this.numLabels) : undefined;
-    return { logits, loss, hiddenStates: o.hiddenStates };
+    const { c, spec, encoder } = distilBertHead(raw, file, "token-classification");
+    super(spec, encoder, { hiddenSize: c.dim, dropout: c.dropout, initializerRange: c.initializer_range });
   }
 }
 

@@ -1,15 +1,16 @@
 /**
- * What the encoder architectures (BERT, DistilBERT, RoBERTa) and ViT share: the extended attention
- * mask, head splitting, the label config and the HF sequence-classification loss (regression /
- * single-label / multi-label by `problem_type`). Layers come from `src/nn`, `buildModel` and the
- * `ACT2FN` table from `./common.ts`.
+ * What the encoder architectures (BERT, DistilBERT, RoBERTa) and ViT share: head splitting, the
+ * classification heads, the label config and the HF sequence-classification loss (regression /
+ * single-label / multi-label by `problem_type`; the decoder heads use it too). Layers come from
+ * `src/nn`; `buildModel`, the `ACT2FN` table and the padding mask from `./common.ts`.
  */
 import { ConfigError, type ConfigSource, getLabels } from "../formats/hf-config.ts";
+import { Dropout, Linear } from "../nn/layers.ts";
+import { Module } from "../nn/module.ts";
 import {
   bceWithLogits,
   cast,
   crossEntropy,
-  eq,
   logSoftmax,
   mean,
   mseLoss,
@@ -19,30 +20,17 @@ import {
   reshape,
   squeeze,
   sum,
-  where,
 } from "../ops/index.ts";
 import { fmtShape, ShapeError } from "../tensor/errors.ts";
 import type { Tensor } from "../tensor/tensor.ts";
-import { MASK_MIN } from "./common.ts";
+import type { PretrainedModel, Task } from "./registry.ts";
 
 // ---- checkpoints -----------------------------------------------------------------------------
 
 /** Checkpoint keys transformers ignores on load: the old persistent `position_ids` buffer. */
 export const IGNORE_POSITION_IDS: readonly RegExp[] = [/(^|\.)embeddings\.position_ids$/];
 
-// ---- masks ------------------------------------------------------------------------------------
-
-/**
- * HF `get_extended_attention_mask` for an encoder: (B, S) 1/0 mask -> additive (B, 1, 1, S) with 0
- * where attended and float32-min where masked. Null in, null out (attend everywhere).
- */
-export function extendedAttentionMask(mask: Tensor | null | undefined): Tensor | null {
-  if (!mask) return null;
-  const [B, S] = mask.shape;
-  return reshape(where(eq(mask, 0), MASK_MIN, 0), [B, 1, 1, S]);
-}
-
-// ---- heads and losses -------------------------------------------------------------------------
+// ---- labels and the problem_type loss (encoders, ViT and the decoder heads) ---------------------
 
 export type ProblemType = "regression" | "single_label_classification" | "multi_label_classification";
 
@@ -75,9 +63,42 @@ export function writeLabels(config: Record<string, unknown>, id2label: readonly 
 }
 
 /**
- * The HF `*ForSequenceClassification` loss. `problem_type` null is inferred on first use and
- * written back into `config` (as HF does): 1 label -> regression (MSE), int32 labels ->
- * single-label (cross-entropy), float labels -> multi-label (BCE with logits).
+ * HF's `problem_type` rule: the configured one, else 1 label -> regression, int32 labels ->
+ * single-label, float labels -> multi-label.
+ */
+export function inferProblemType(configured: unknown, numLabels: number, labels: Tensor): ProblemType {
+  if (configured) return configured as ProblemType;
+  if (numLabels === 1) return "regression";
+  return labels.dtype === "int32" ? "single_label_classification" : "multi_label_classification";
+}
+
+/**
+ * The HF `*ForSequenceClassification` loss for `problemType`: regression -> MSE, single-label ->
+ * cross-entropy (float (N, C) targets are probabilities), multi-label -> BCE with logits.
+ * @example classificationLoss(logits, labels, inferProblemType(null, 3, labels), 3)
+ */
+export function classificationLoss(
+  logits: Tensor,
+  labels: Tensor,
+  problemType: ProblemType,
+  numLabels: number,
+): Tensor {
+  if (problemType === "regression") {
+    const y = cast(labels, logits.dtype);
+    return numLabels === 1 ? mseLoss(squeeze(logits), squeeze(y)) : mseLoss(logits, y);
+  }
+  if (problemType === "single_label_classification") {
+    // float (N, C) targets are probabilities (MixUp/CutMix, smoothing), as torch's cross_entropy takes them
+    if (labels.dtype !== "int32")
+      return softCrossEntropy(reshape(logits, [-1, numLabels]), reshape(labels, [-1, numLabels]));
+    return crossEntropy(reshape(logits, [-1, numLabels]), reshape(labels, [-1]));
+  }
+  return bceWithLogits(logits, cast(labels, logits.dtype));
+}
+
+/**
+ * {@link classificationLoss} with `config.problem_type`; when null it is inferred on first use and
+ * written back into `config`, as HF's encoders do.
  */
 export function sequenceClassificationLoss(
   logits: Tensor,
@@ -85,27 +106,9 @@ export function sequenceClassificationLoss(
   config: Record<string, unknown>,
   numLabels: number,
 ): Tensor {
-  let pt = (config.problem_type as ProblemType | null | undefined) ?? null;
-  if (!pt) {
-    pt =
-      numLabels === 1
-        ? "regression"
-        : labels.dtype === "int32"
-          ? "single_label_classification"
-          : "multi_label_classification";
-    config.problem_type = pt;
-  }
-  if (pt === "regression") {
-    const y = cast(labels, logits.dtype);
-    return numLabels === 1 ? mseLoss(squeeze(logits), squeeze(y)) : mseLoss(logits, y);
-  }
-  if (pt === "single_label_classification") {
-    // float (N, C) targets are probabilities (MixUp/CutMix, smoothing), as torch's cross_entropy takes them
-    if (labels.dtype !== "int32")
-      return softCrossEntropy(reshape(logits, [-1, numLabels]), reshape(labels, [-1, numLabels]));
-    return crossEntropy(reshape(logits, [-1, numLabels]), reshape(labels, [-1]));
-  }
-  return bceWithLogits(logits, cast(labels, logits.dtype));
+  const pt = inferProblemType(config.problem_type, numLabels, labels);
+  config.problem_type = pt;
+  return classificationLoss(logits, labels, pt, numLabels);
 }
 
 /** Cross-entropy against class probabilities (N, C): mean over rows of -sum(target * log_softmax). */
@@ -172,6 +175,107 @@ export function splitHeads(x: Tensor, heads: number): Tensor {
 export function mergeHeads(x: Tensor): Tensor {
   const [B, H, T, D] = x.shape;
   return reshape(permute(x, [0, 2, 1, 3]), [B, T, H * D]);
+}
+
+// ---- heads ------------------------------------------------------------------------------------
+
+/** The `config` a model reports: the raw config.json object with labels normalised. */
+export function modelConfig(
+  raw: Record<string, unknown>,
+  modelType: string,
+  id2label?: readonly string[],
+): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...raw, model_type: modelType };
+  if (id2label) {
+    writeLabels(out, id2label);
+    delete out.num_labels;
+  }
+  return out;
+}
+
+/** A bare text encoder as the heads see it (`BertModel`, `DistilBertModel`, `RobertaModel`). */
+export interface TextEncoder extends Module {
+  forward(inp: TextInputs): EncoderOutput;
+}
+
+/** Who a head belongs to: HF `model_type`, `base_model_prefix` and the raw config. */
+export interface EncoderHeadSpec {
+  modelType: string;
+  /** The field the encoder lives in ("bert", "distilbert", "roberta"): HF's parameter prefix. */
+  prefix: string;
+  task: "sequence-classification" | "token-classification";
+  raw: Record<string, unknown>;
+  file: string;
+}
+
+/**
+ * HF `*ForSequenceClassification` / `*ForTokenClassification` of an encoder: reads the labels,
+ * keeps the encoder under `spec.prefix` (built after the labels are read, before the head, so
+ * random draws follow HF's order), runs encoder -> {@link EncoderHead.head} -> the task's loss.
+ *
+ * @example
+ * // A subclass declares the encoder's field (`declare`: the base class assigns it), builds its
+ * // layers after `super` and maps the encoder output to logits.
+ * class RobertaForSequenceClassification extends EncoderHead {
+ *   declare roberta: RobertaModel;
+ *   classifier: RobertaClassificationHead;
+ *   protected head(o: EncoderOutput) { return this.classifier.forward(o.lastHiddenState); }
+ * }
+ */
+export abstract class EncoderHead extends Module implements PretrainedModel {
+  readonly modelType: string;
+  readonly task: Task;
+  readonly baseModelPrefix: string;
+  readonly config: Record<string, unknown>;
+  readonly numLabels: number;
+  protected readonly _encoder: TextEncoder;
+  constructor(spec: EncoderHeadSpec, encoder: () => TextEncoder) {
+    super();
+    const head = readHeadConfig({ raw: spec.raw, file: spec.file });
+    this.modelType = spec.modelType;
+    this.task = spec.task;
+    this.baseModelPrefix = spec.prefix;
+    this.numLabels = head.numLabels;
+    this.config = modelConfig(spec.raw, spec.modelType, head.id2label);
+    this._encoder = encoder();
+    (this as unknown as Record<string, unknown>)[spec.prefix] = this._encoder;
+  }
+  /** Encoder output -> logits. */
+  protected abstract head(o: EncoderOutput): Tensor;
+  forward(inp: TextInputs): ModelOutput {
+    const o = this._encoder.forward(inp);
+    const logits = this.head(o);
+    let loss: Tensor | undefined;
+    if (inp.labels)
+      loss =
+        this.task === "token-classification"
+          ? tokenClassificationLoss(logits, inp.labels, this.numLabels)
+          : sequenceClassificationLoss(logits, inp.labels, this.config, this.numLabels);
+    return { logits, loss, hiddenStates: o.hiddenStates };
+  }
+}
+
+/**
+ * dropout -> `classifier` on the pooled output (sequence classification, BERT) or on every token
+ * (token classification): HF's `BertFor*`, `DistilBertForTokenClassification`,
+ * `RobertaForTokenClassification`.
+ */
+export class EncoderForClassification extends EncoderHead {
+  dropout: Dropout;
+  classifier: Linear;
+  constructor(
+    spec: EncoderHeadSpec,
+    encoder: () => TextEncoder,
+    c: { hiddenSize: number; dropout: number; initializerRange: number },
+  ) {
+    super(spec, encoder);
+    this.dropout = new Dropout(c.dropout);
+    this.classifier = new Linear(c.hiddenSize, this.numLabels, { std: c.initializerRange });
+  }
+  protected head(o: EncoderOutput): Tensor {
+    const x = this.task === "token-classification" ? o.lastHiddenState : (o.poolerOutput as Tensor);
+    return this.classifier.forward(this.dropout.forward(x));
+  }
 }
 
 /** @deprecated import `buildModel` from `./common.ts` (kept for scripts that import it from here). */

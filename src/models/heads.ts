@@ -1,15 +1,22 @@
 /**
  * What the decoder heads share: the forward input/output types, HF's causal-LM loss (labels
- * shifted inside the model, -100 ignored), GPT-style sequence-classification pooling (the last
- * non-pad token) and the `problem_type` losses, plus the label fields of the config.
+ * shifted inside the model, -100 ignored) and GPT-style sequence-classification pooling (the last
+ * non-pad token). Labels and the `problem_type` loss are the encoders' (`./encoder-common.ts`).
  */
-import { ConfigError, type ConfigSource, getLabels } from "../formats/hf-config.ts";
+import type { ConfigSource } from "../formats/hf-config.ts";
+import { Linear } from "../nn/layers.ts";
 import { Module, type Parameter } from "../nn/module.ts";
-import { bceWithLogits, cast, contiguous, crossEntropy, indexSelect, mseLoss, reshape, slice } from "../ops/index.ts";
+import { cast, contiguous, crossEntropy, indexSelect, reshape, slice } from "../ops/index.ts";
 import { ValueError } from "../tensor/errors.ts";
 import { type Tensor, tensor } from "../tensor/tensor.ts";
-import { Linear } from "../nn/layers.ts";
 import type { KVCache } from "./common.ts";
+import {
+  classificationLoss,
+  type HeadConfig,
+  inferProblemType,
+  readHeadConfig,
+  writeLabels,
+} from "./encoder-common.ts";
 import type { PretrainedModel, Task } from "./registry.ts";
 
 /** Inputs of a decoder forward pass (HF argument names in camelCase). */
@@ -57,44 +64,6 @@ export function causalLmLoss(logits: Tensor, labels: Tensor): Tensor {
   return crossEntropy(reshape(l, [-1, V]), reshape(y, [-1]), { ignoreIndex: -100 });
 }
 
-export type ProblemType = "regression" | "single_label_classification" | "multi_label_classification";
-
-/** Sequence-classification settings read from (or written to) config.json. */
-export interface ClassifierConfig {
-  numLabels: number;
-  id2label: string[];
-  label2id: Record<string, number>;
-  problemType: ProblemType | undefined;
-}
-
-export function readClassifier(src: ConfigSource): ClassifierConfig {
-  const { numLabels, id2label, label2id } = getLabels(src);
-  const pt = src.raw.problem_type;
-  if (
-    pt !== undefined &&
-    pt !== null &&
-    !["regression", "single_label_classification", "multi_label_classification"].includes(pt as string)
-  ) {
-    throw new ConfigError(
-      src.file,
-      "problem_type",
-      "bad_value",
-      `expected regression, single_label_classification or multi_label_classification, got ${JSON.stringify(pt)}`,
-    );
-  }
-  return { numLabels, id2label, label2id, problemType: (pt ?? undefined) as ProblemType | undefined };
-}
-
-/** Fields HF writes for a classifier: num_labels is implied by id2label. */
-export function classifierConfigFields(c: ClassifierConfig): Record<string, unknown> {
-  const out: Record<string, unknown> = {
-    id2label: Object.fromEntries(c.id2label.map((l, i) => [String(i), l])),
-    label2id: { ...c.label2id },
-  };
-  if (c.problemType) out.problem_type = c.problemType;
-  return out;
-}
-
 /**
  * Index of the last non-pad token per row (current HF rule: rightmost token != pad_token_id, so
  * left and right padding both work); the last position when there is no pad token.
@@ -128,30 +97,6 @@ export function poolRows(logits: Tensor, idx: number[]): Tensor {
       { shape: [B] },
     ),
   );
-}
-
-/** HF's `problem_type` inference and loss for sequence classification. Mutates nothing; returns the type used. */
-export function classificationLoss(
-  pooled: Tensor,
-  labels: Tensor,
-  c: ClassifierConfig,
-): { loss: Tensor; problemType: ProblemType } {
-  const pt: ProblemType =
-    c.problemType ??
-    (c.numLabels === 1
-      ? "regression"
-      : labels.dtype === "int32"
-        ? "single_label_classification"
-        : "multi_label_classification");
-  if (pt === "regression") {
-    const y = cast(labels, "float32");
-    const loss = c.numLabels === 1 ? mseLoss(reshape(pooled, [-1]), reshape(y, [-1])) : mseLoss(pooled, y);
-    return { loss, problemType: pt };
-  }
-  if (pt === "single_label_classification") {
-    return { loss: crossEntropy(pooled, reshape(cast(labels, "int32"), [-1])), problemType: pt };
-  }
-  return { loss: bceWithLogits(pooled, cast(labels, "float32")), problemType: pt };
 }
 
 // ---- the two decoder heads, shared by every decoder architecture --------------------------------
@@ -243,21 +188,26 @@ export class DecoderForSequenceClassification extends DecoderHead {
   readonly task = "sequence-classification" as const;
   declare score: Linear;
   readonly tiedKeys: readonly string[] = [];
-  readonly classifier: ClassifierConfig;
+  readonly classifier: HeadConfig;
   readonly padTokenId: number | undefined;
-  constructor(spec: HeadSpec, backbone: DecoderBackbone, classifier: ClassifierConfig) {
+  constructor(spec: HeadSpec, backbone: DecoderBackbone, classifier: HeadConfig) {
     super(spec, backbone);
     this.score = new Linear(spec.hiddenSize, classifier.numLabels, { bias: false, std: spec.initializerRange });
     this.classifier = classifier;
     this.padTokenId = spec.padTokenId;
-    Object.assign(this.config, classifierConfigFields(classifier));
+    writeLabels(this.config, classifier.id2label);
   }
   forward(inputs: DecoderInputs): ModelOutput {
     const { hidden, hiddenStates } = this._backbone.run(inputs);
     const all = this.score.forward(hidden);
     const logits = poolRows(all, lastTokenIndex(inputs.inputIds, this.padTokenId));
     const out: ModelOutput = { logits };
-    if (inputs.labels) out.loss = classificationLoss(logits, inputs.labels, this.classifier).loss;
+    if (inputs.labels) {
+      // Unlike the encoders, an inferred problem_type is not written back into the config.
+      const { numLabels, problemType } = this.classifier;
+      const pt = inferProblemType(problemType, numLabels, inputs.labels);
+      out.loss = classificationLoss(logits, inputs.labels, pt, numLabels);
+    }
     if (hiddenStates) out.hiddenStates = hiddenStates;
     return out;
   }
@@ -272,7 +222,7 @@ export function buildDecoderHead(
 ): PretrainedModel {
   if (task === "causal-lm") return new DecoderForCausalLM(spec, backbone);
   if (task === "sequence-classification") {
-    const cls = readClassifier(src);
+    const cls = readHeadConfig(src);
     return new DecoderForSequenceClassification(
       { ...spec, className: spec.className.replace(/(ForCausalLM|LMHeadModel)$/, "ForSequenceClassification") },
       backbone,

@@ -16,25 +16,16 @@ import { Module } from "../nn/module.ts";
 import { select, tanh } from "../ops/index.ts";
 import { ValueError } from "../tensor/errors.ts";
 import { type Tensor, tensor } from "../tensor/tensor.ts";
-import {
-  type BertConfig,
-  BertEmbeddings,
-  BertEncoder,
-  BertPooler,
-  modelConfig,
-  readBertConfig,
-  runEncoder,
-} from "./bert.ts";
+import { type BertConfig, BertEmbeddings, BertModel, readBertConfig } from "./bert.ts";
 import { buildModel } from "./common.ts";
 import {
+  EncoderForClassification,
+  EncoderHead,
+  type EncoderHeadSpec,
   type EncoderOutput,
   IGNORE_POSITION_IDS,
-  type ModelOutput,
-  readHeadConfig,
+  modelConfig,
   renameLegacyNorm,
-  sequenceClassificationLoss,
-  type TextInputs,
-  tokenClassificationLoss,
 } from "./encoder-common.ts";
 import { type PretrainedModel, registerArchitecture, type Task } from "./registry.ts";
 
@@ -80,28 +71,11 @@ export class RobertaEmbeddings extends BertEmbeddings {
   }
 }
 
-/** HF `RobertaModel`. */
-export class RobertaModel extends Module {
-  embeddings: RobertaEmbeddings;
-  encoder: BertEncoder;
-  pooler: BertPooler | null;
-  constructor(
-    readonly cfg: BertConfig,
-    file = "config.json",
-    addPoolingLayer = true,
-  ) {
-    super();
-    this.embeddings = new RobertaEmbeddings(cfg);
-    this.encoder = new BertEncoder(cfg, file);
-    this.pooler = addPoolingLayer ? new BertPooler(cfg) : null;
-  }
-  forward(inp: TextInputs): EncoderOutput {
-    return runEncoder(
-      this.embeddings.forward(inp.inputIds, inp.tokenTypeIds, inp.positionIds),
-      this.encoder,
-      this.pooler,
-      inp,
-    );
+/** HF `RobertaModel`: `BertModel` with RoBERTa's embeddings. */
+export class RobertaModel extends BertModel {
+  declare embeddings: RobertaEmbeddings;
+  constructor(cfg: BertConfig, file = "config.json", addPoolingLayer = true) {
+    super(cfg, file, addPoolingLayer, new RobertaEmbeddings(cfg));
   }
 }
 
@@ -137,63 +111,34 @@ export class RobertaBase extends RobertaModel implements PretrainedModel {
   }
 }
 
+/** The head spec shared by RoBERTa's two heads (the encoder has no pooler in either). */
+function robertaHead(raw: Record<string, unknown>, file: string, modelType: string, task: EncoderHeadSpec["task"]) {
+  const c = readRobertaConfig({ raw, file });
+  const spec: EncoderHeadSpec = { modelType, prefix: "roberta", task, raw, file };
+  return { c, spec, encoder: () => new RobertaModel(c, file, false) };
+}
+
 /** HF `RobertaForSequenceClassification` (no pooler; the head has its own dense layer). */
-export class RobertaForSequenceClassification extends Module implements PretrainedModel {
-  readonly task: Task = "sequence-classification";
-  readonly baseModelPrefix = "roberta";
-  readonly config: Record<string, unknown>;
-  readonly numLabels: number;
-  roberta: RobertaModel;
+export class RobertaForSequenceClassification extends EncoderHead {
+  declare roberta: RobertaModel;
   classifier: RobertaClassificationHead;
-  constructor(
-    raw: Record<string, unknown>,
-    file = "config.json",
-    readonly modelType = "roberta",
-  ) {
-    super();
-    const c = readRobertaConfig({ raw, file });
-    const head = readHeadConfig({ raw, file });
-    this.numLabels = head.numLabels;
-    this.config = modelConfig(raw, modelType, head.id2label);
-    this.roberta = new RobertaModel(c, file, false);
-    this.classifier = new RobertaClassificationHead(c, head.numLabels);
+  constructor(raw: Record<string, unknown>, file = "config.json", modelType = "roberta") {
+    const { c, spec, encoder } = robertaHead(raw, file, modelType, "sequence-classification");
+    super(spec, encoder);
+    this.classifier = new RobertaClassificationHead(c, this.numLabels);
   }
-  forward(inp: TextInputs): ModelOutput {
-    const o = this.roberta.forward(inp);
-    const logits = this.classifier.forward(o.lastHiddenState);
-    const loss = inp.labels ? sequenceClassificationLoss(logits, inp.labels, this.config, this.numLabels) : undefined;
-    return { logits, loss, hiddenStates: o.hiddenStates };
+  protected head(o: EncoderOutput): Tensor {
+    return this.classifier.forward(o.lastHiddenState);
   }
 }
 
 /** HF `RobertaForTokenClassification`: dropout -> classifier on every token. */
-export class RobertaForTokenClassification extends Module implements PretrainedModel {
-  readonly task: Task = "token-classification";
-  readonly baseModelPrefix = "roberta";
-  readonly config: Record<string, unknown>;
-  readonly numLabels: number;
-  roberta: RobertaModel;
-  dropout: Dropout;
-  classifier: Linear;
-  constructor(
-    raw: Record<string, unknown>,
-    file = "config.json",
-    readonly modelType = "roberta",
-  ) {
-    super();
-    const c = readRobertaConfig({ raw, file });
-    const head = readHeadConfig({ raw, file });
-    this.numLabels = head.numLabels;
-    this.config = modelConfig(raw, modelType, head.id2label);
-    this.roberta = new RobertaModel(c, file, false);
-    this.dropout = new Dropout(c.classifier_dropout ?? c.hidden_dropout_prob);
-    this.classifier = new Linear(c.hidden_size, head.numLabels, { std: c.initializer_range });
-  }
-  forward(inp: TextInputs): ModelOutput {
-    const o = this.roberta.forward(inp);
-    const logits = this.classifier.forward(this.dropout.forward(o.lastHiddenState));
-    const loss = inp.labels ? tokenClassificationLoss(logits, inp.labels, this.numLabels) : undefined;
-    return { logits, loss, hiddenStates: o.hiddenStates };
+export class RobertaForTokenClassification extends EncoderForClassification {
+  declare roberta: RobertaModel;
+  constructor(raw: Record<string, unknown>, file = "config.json", modelType = "roberta") {
+    const { c, spec, encoder } = robertaHead(raw, file, modelType, "token-classification");
+    const dropout = c.classifier_dropout ?? c.hidden_dropout_prob;
+    super(spec, encoder, { hiddenSize: c.hidden_size, dropout, initializerRange: c.initializer_range });
   }
 }
 

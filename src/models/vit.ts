@@ -15,14 +15,15 @@ import { normal_ } from "../nn/init.ts";
 import { Conv2d, Dropout, Linear, param } from "../nn/layers.ts";
 import { Module, type Parameter } from "../nn/module.ts";
 import { LayerNorm } from "../nn/norm.ts";
-import { add, cat, expand, flatten, scaledDotProductAttention, select, tanh, transpose } from "../ops/index.ts";
+import { add, cat, expand, flatten, scaledDotProductAttention, select, transpose } from "../ops/index.ts";
 import { fmtShape, ShapeError, ValueError } from "../tensor/errors.ts";
 import type { Tensor } from "../tensor/tensor.ts";
-import { modelConfig } from "./bert.ts";
+import { BertPooler } from "./bert.ts";
 import { type Activation, activation, buildModel } from "./common.ts";
 import {
   type EncoderOutput,
   mergeHeads,
+  modelConfig,
   readHeadConfig,
   sequenceClassificationLoss,
   splitHeads,
@@ -209,24 +210,15 @@ export class ViTEncoder extends Module {
   }
 }
 
-/** tanh(dense(CLS)): HF `ViTPooler`. */
-export class ViTPooler extends Module {
-  dense: Linear;
-  constructor(c: ViTConfig) {
-    super();
-    this.dense = new Linear(c.hidden_size, c.hidden_size, { std: c.initializer_range });
-  }
-  forward(h: Tensor): Tensor {
-    return tanh(this.dense.forward(select(h, 1, 0)));
-  }
-}
+/** tanh(dense(CLS)): HF `ViTPooler`, the same layer as `BertPooler`. */
+export const ViTPooler = BertPooler;
 
 /** HF `ViTModel`: embeddings -> encoder -> final layernorm (-> pooler). */
 export class ViTModel extends Module {
   embeddings: ViTEmbeddings;
   encoder: ViTEncoder;
   layernorm: LayerNorm;
-  pooler: ViTPooler | null;
+  pooler: BertPooler | null;
   constructor(
     readonly cfg: ViTConfig,
     file = "config.json",
