@@ -334,10 +334,16 @@ function checkWritable(file: string, name: string, t: RawTensor): number {
   return size;
 }
 
-/** Build the padded header bytes and the write order, as the reference implementation does. */
-function layout(file: string, tensors: Iterable<[string, RawTensor]>, metadata?: Record<string, string>) {
-  const entries = [...tensors].sort(
-    ([an, a], [bn, b]) => DTYPE_RANK[b.dtype] - DTYPE_RANK[a.dtype] || (an < bn ? -1 : an > bn ? 1 : 0),
+/** Build the padded header bytes and the write order (by default the reference implementation's). */
+function layout(
+  file: string,
+  tensors: Iterable<[string, RawTensor]>,
+  metadata?: Record<string, string>,
+  order: "dtype" | "name" = "dtype",
+) {
+  const byName = (an: string, bn: string) => (an < bn ? -1 : an > bn ? 1 : 0);
+  const entries = [...tensors].sort(([an, a], [bn, b]) =>
+    order === "name" ? byName(an, bn) : DTYPE_RANK[b.dtype] - DTYPE_RANK[a.dtype] || byName(an, bn),
   );
   const parts: string[] = [];
   if (metadata && Object.keys(metadata).length > 0) {
@@ -362,6 +368,27 @@ function layout(file: string, tensors: Iterable<[string, RawTensor]>, metadata?:
   const prefix = Buffer.alloc(8);
   prefix.writeBigUInt64LE(BigInt(padded.length));
   return { head: Buffer.concat([prefix, padded]), entries };
+}
+
+/**
+ * A safetensors file's bytes as chunks, the tensors' data not copied: 8-byte header length, the
+ * header padded with spaces to a multiple of 8, then each tensor's data. Data is ordered by
+ * descending dtype then name, as the reference implementation does; `order: "name"` orders by
+ * name alone (the layout of the training checkpoints). `file` names the target in errors.
+ *
+ * @example
+ * ```ts
+ * const bytes = Buffer.concat(serializeSafetensors(new Map([["w", raw]]), { format: "pt" }));
+ * ```
+ */
+export function serializeSafetensors(
+  tensors: Record<string, RawTensor> | Map<string, RawTensor>,
+  metadata?: Record<string, string>,
+  opts: { file?: string; order?: "dtype" | "name" } = {},
+): Uint8Array[] {
+  const entries = tensors instanceof Map ? tensors : Object.entries(tensors);
+  const { head, entries: ordered } = layout(opts.file ?? "<memory>", entries, metadata, opts.order);
+  return [head, ...ordered.map(([, t]) => t.data)];
 }
 
 /**
@@ -406,9 +433,9 @@ export async function writeSafetensors(
   tensors: Record<string, RawTensor> | Map<string, RawTensor>,
   metadata?: Record<string, string>,
 ): Promise<void> {
-  const { head, entries } = layout(path, tensors instanceof Map ? tensors : Object.entries(tensors), metadata);
+  const chunks = serializeSafetensors(tensors, metadata, { file: path });
   try {
-    await writeFileAtomic(path, [head, ...entries.map(([, t]) => t.data)]);
+    await writeFileAtomic(path, chunks);
   } catch (e) {
     fail(path, "io", `cannot write (${(e as Error).message})`, e);
   }

@@ -24,7 +24,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { mkdir, open, readdir, readFile, rename, rm, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { parseSafetensors, type RawTensor } from "../formats/safetensors.ts";
+import { parseSafetensors, type RawTensor, serializeSafetensors } from "../formats/safetensors.ts";
 import { rawToTensor, tensorToRaw } from "../formats/tensors.ts";
 import type { OptimizerStateDict } from "../optim/optimizer.ts";
 import { TunekitError } from "../tensor/errors.ts";
@@ -61,33 +61,13 @@ export function checkpointStep(name: string): number | null {
   return m ? Number(m[1]) : null;
 }
 
-/** safetensors bytes (header sorted by name, padded to 8 bytes, data in the same order). */
-export function serializeSafetensors(
+/** safetensors bytes in one buffer (data ordered by name: the checkpoint layout, kept byte for byte). */
+function safetensorsBytes(
+  file: string,
   tensors: Map<string, RawTensor>,
-  metadata: Record<string, string> = {},
+  metadata?: Record<string, string>,
 ): Uint8Array {
-  const names = [...tensors.keys()].sort();
-  const header: Record<string, unknown> = {};
-  if (Object.keys(metadata).length) header.__metadata__ = metadata;
-  let off = 0;
-  for (const n of names) {
-    const t = tensors.get(n) as RawTensor;
-    header[n] = { dtype: t.dtype, shape: t.shape, data_offsets: [off, off + t.data.byteLength] };
-    off += t.data.byteLength;
-  }
-  let json = JSON.stringify(header);
-  json += " ".repeat((8 - ((json.length + 8) % 8)) % 8);
-  const head = Buffer.from(json, "utf8");
-  const out = new Uint8Array(8 + head.byteLength + off);
-  new DataView(out.buffer).setBigUint64(0, BigInt(head.byteLength), true);
-  out.set(head, 8);
-  let p = 8 + head.byteLength;
-  for (const n of names) {
-    const d = (tensors.get(n) as RawTensor).data;
-    out.set(d, p);
-    p += d.byteLength;
-  }
-  return out;
+  return Buffer.concat(serializeSafetensors(tensors, metadata, { file, order: "name" }));
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -182,8 +162,8 @@ export async function saveCheckpoint(dir: string, p: CheckpointPayload): Promise
   for (const [k, t] of p.model) model.set(k, tensorToRaw(t));
   const opt = splitOptimizer(p.optimizer);
   const files: [string, Uint8Array][] = [
-    ["model.safetensors", serializeSafetensors(model, { format: "pt" })],
-    ["optimizer.safetensors", serializeSafetensors(opt.tensors)],
+    ["model.safetensors", safetensorsBytes(join(dir, "model.safetensors"), model, { format: "pt" })],
+    ["optimizer.safetensors", safetensorsBytes(join(dir, "optimizer.safetensors"), opt.tensors)],
     ["optimizer.json", Buffer.from(stringifyState(opt.json))],
     ["trainer_state.json", Buffer.from(stringifyState(p.trainer))],
   ];
