@@ -19,7 +19,14 @@ import type { LoraConfig } from "../peft/index.ts";
 import type { StrategyConfig, TrainerConfig } from "../train/index.ts";
 import { int, posInt, positive } from "./args.ts";
 import type { PreparedRun, RunMeta } from "./common.ts";
-import { type CliConfig, configYaml, requireRunnable, resolveCliConfig, UsageError } from "./config-schema.ts";
+import {
+  type CliConfig,
+  configYaml,
+  requireRunnable,
+  resolveCliConfig,
+  UsageError,
+  validKeys,
+} from "./config-schema.ts";
 
 /** The LoRA section in the library's terms. */
 export function loraConfig(c: CliConfig): LoraConfig | undefined {
@@ -100,11 +107,23 @@ export function configCommand(name: string, description: string): Command {
     .option("--seed <n>", "train.seed", int)
     .option("--out <dir>", "run folder (output.runDir)")
     .option("--skip-invalid", "skip malformed records/images and report them (data.skipInvalid)")
+    .addHelpText("after", () => `\nConfig keys (YAML sections, or key=value on the command line):\n${keyHelp()}`)
     .showHelpAfterError(false)
     .exitOverride()
     .configureOutput({
       writeErr: (s) => process.stderr.write(s.replace(/^error: /, `tunekit ${name.split(" ")[1]}: `)),
     });
+}
+
+/** Every config key, one line per section (for --help). */
+function keyHelp(): string {
+  const bySection = new Map<string, string[]>();
+  for (const k of validKeys()) {
+    const [sec, ...rest] = k.split(".");
+    if (!rest.length) continue;
+    bySection.set(sec, [...(bySection.get(sec) ?? []), rest.join(".")]);
+  }
+  return [...bySection].map(([sec, keys]) => `  ${sec}: ${keys.join(", ")}`).join("\n");
 }
 
 /** The validated config from a parsed command (flags, `-c`, overrides). */
