@@ -7,6 +7,9 @@
  *   npm run bench -- --rows gpt2-lora,resnet18-full
  *   npm run bench -- --write           # also write bench/RESULTS.md
  *   npm run bench -- --profile         # tunekit time per backend op (what NOTES.md quotes)
+ *   npm run bench -- --reps 2          # override the repetitions of every row (loaded machine)
+ *
+ * Each finished row is also appended to bench/out/e2e-rows.jsonl (gitignored) as it completes.
  *
  * Each row runs in two child processes of its own (bench/e2e/tunekit-worker.ts and
  * bench/e2e/torch_worker.py), so each side's peak RSS is that row's alone. Both build the model
@@ -15,7 +18,7 @@
  * without it the table has tunekit columns only and says how to install it.
  */
 import { type ChildProcessWithoutNullStreams, execSync, spawn, spawnSync } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { availableParallelism, loadavg } from "node:os";
 import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
@@ -31,10 +34,11 @@ interface Args {
   rows: string[] | null;
   write: boolean;
   profile: boolean;
+  reps: number | null;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { quick: false, rows: null, write: false, profile: false };
+  const a: Args = { quick: false, rows: null, write: false, profile: false, reps: null };
   for (let i = 0; i < argv.length; i++) {
     const s = argv[i];
     if (s === "--quick") a.quick = true;
@@ -42,7 +46,9 @@ function parseArgs(argv: string[]): Args {
     else if (s === "--profile") a.profile = true;
     else if (s === "--rows") a.rows = (argv[++i] ?? "").split(",").filter(Boolean);
     else if (s.startsWith("--rows=")) a.rows = s.slice(7).split(",").filter(Boolean);
-    else throw new Error(`bench: unknown argument '${s}' (known: --quick, --rows a,b, --write, --profile)`);
+    else if (s === "--reps") a.reps = Number(argv[++i]);
+    else throw new Error(`bench: unknown argument '${s}' (known: --quick, --rows a,b, --reps N, --write, --profile)`);
+    if (a.reps !== null && !(Number.isInteger(a.reps) && a.reps >= 1)) throw new Error("bench: --reps takes an integer >= 1");
   }
   return a;
 }
@@ -264,6 +270,7 @@ async function main(): Promise<void> {
     if (bad.length) throw new Error(`bench: unknown row(s) ${bad.join(", ")} (known: ${known.join(", ")})`);
     rows = rows.filter((r) => args.rows?.includes(r.id));
   }
+  if (args.reps) rows = rows.map((r) => ({ ...r, reps: args.reps ?? r.reps }));
   const tv = torchVersion();
   if (!tv) {
     console.log(
@@ -281,14 +288,17 @@ async function main(): Promise<void> {
     process.stderr.write(`${spec.id} `);
     const r = await runRow(spec, threads, tv !== null, args.profile);
     results.push(r);
-    process.stderr.write(r.error ? ` error\n` : ` ${((performance.now() - t0) / 1e3).toFixed(0)} s\n`);
+    const line = tableRows([r])[1];
+    process.stderr.write(` ${((performance.now() - t0) / 1e3).toFixed(0)} s: ${line.slice(2).join("  ")}\n`);
+    mkdirSync(join(HERE, "out"), { recursive: true });
+    appendFileSync(join(HERE, "out", "e2e-rows.jsonl"), `${JSON.stringify({ time: new Date().toISOString(), load: loadavg()[0], ...r })}\n`);
   }
   const load1 = loadavg()[0];
   const minutes = (performance.now() - t0) / 60e3;
   const table = tableRows(results);
   printTable(table);
   console.log(
-    `ratio = tunekit throughput / torch throughput (> 1: tunekit faster). Medians of ${args.quick ? 2 : "3-4"} alternating repetitions after warm-up; peak RSS per side from its own process. ` +
+    `ratio = tunekit throughput / torch throughput (> 1: tunekit faster). Medians of ${args.reps ?? (args.quick ? 2 : "3-4")} alternating repetitions after warm-up; peak RSS per side from its own process. ` +
       `Load average ${load0.toFixed(1)} -> ${load1.toFixed(1)}; ${minutes.toFixed(1)} min.`,
   );
   for (const r of results) if (r.error) console.log(`\n${r.spec.id} failed:\n${r.error}`);
