@@ -262,7 +262,7 @@ export class BertBase extends BertModel implements PretrainedModel {
   readonly config: Record<string, unknown>;
   constructor(raw: Record<string, unknown>, file = "config.json") {
     super(readBertConfig({ raw, file }), file);
-    this.config = modelConfig(raw, "bert");
+    this.config = modelConfig(raw, "bert", undefined, "base");
   }
 }
 

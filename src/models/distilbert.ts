@@ -221,7 +221,7 @@ export class DistilBertBase extends DistilBertModel implements PretrainedModel {
   readonly config: Record<string, unknown>;
   constructor(raw: Record<string, unknown>, file = "config.json") {
     super(readDistilBertConfig({ raw, file }), file);
-    this.config = modelConfig(raw, "distilbert");
+    this.config = modelConfig(raw, "distilbert", undefined, "base");
   }
 }
 

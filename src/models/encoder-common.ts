@@ -179,13 +179,34 @@ export function mergeHeads(x: Tensor): Tensor {
 
 // ---- heads ------------------------------------------------------------------------------------
 
-/** The `config` a model reports: the raw config.json object with labels normalised. */
+const CLASS_PREFIX: Record<string, string> = {
+  bert: "Bert",
+  distilbert: "DistilBert",
+  roberta: "Roberta",
+  "xlm-roberta": "XLMRoberta",
+  camembert: "Camembert",
+  vit: "ViT",
+};
+const CLASS_SUFFIX: Partial<Record<Task, string>> = {
+  base: "Model",
+  "sequence-classification": "ForSequenceClassification",
+  "token-classification": "ForTokenClassification",
+  "image-classification": "ForImageClassification",
+};
+
+/**
+ * The `config` a model reports: the raw config.json object with labels normalised and, when the
+ * task is known, HF's `architectures` class name (so a saved folder loads back with its head).
+ */
 export function modelConfig(
   raw: Record<string, unknown>,
   modelType: string,
   id2label?: readonly string[],
+  task?: Task,
 ): Record<string, unknown> {
   const out: Record<string, unknown> = { ...raw, model_type: modelType };
+  const cls = task && CLASS_PREFIX[modelType] && CLASS_SUFFIX[task];
+  if (cls) out.architectures = [`${CLASS_PREFIX[modelType]}${cls}`];
   if (id2label) {
     writeLabels(out, id2label);
     delete out.num_labels;
@@ -236,7 +257,7 @@ export abstract class EncoderHead extends Module implements PretrainedModel {
     this.task = spec.task;
     this.baseModelPrefix = spec.prefix;
     this.numLabels = head.numLabels;
-    this.config = modelConfig(spec.raw, spec.modelType, head.id2label);
+    this.config = modelConfig(spec.raw, spec.modelType, head.id2label, spec.task);
     this._encoder = encoder();
     (this as unknown as Record<string, unknown>)[spec.prefix] = this._encoder;
   }

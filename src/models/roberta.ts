@@ -107,7 +107,7 @@ export class RobertaBase extends RobertaModel implements PretrainedModel {
     readonly modelType = "roberta",
   ) {
     super(readRobertaConfig({ raw, file }), file);
-    this.config = modelConfig(raw, modelType);
+    this.config = modelConfig(raw, modelType, undefined, "base");
   }
 }
 

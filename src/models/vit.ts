@@ -250,7 +250,7 @@ export class ViTBase extends ViTModel implements PretrainedModel {
   readonly config: Record<string, unknown>;
   constructor(raw: Record<string, unknown>, file = "config.json") {
     super(readViTConfig({ raw, file }), file);
-    this.config = modelConfig(raw, "vit");
+    this.config = modelConfig(raw, "vit", undefined, "base");
   }
 }
 
@@ -266,7 +266,7 @@ export class ViTForImageClassification extends ImageClassifier {
     super();
     const c = readViTConfig({ raw, file });
     const head = readHeadConfig({ raw, file });
-    this.config = modelConfig(raw, "vit", head.id2label);
+    this.config = modelConfig(raw, "vit", head.id2label, "image-classification");
     this.vit = new ViTModel(c, file, false);
     this.numFeatures = c.hidden_size;
     this.classifier = new Linear(c.hidden_size, head.numLabels, { std: c.initializer_range });

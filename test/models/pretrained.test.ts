@@ -255,3 +255,12 @@ describe("loadPretrained('hf:...')", () => {
     }
   });
 });
+
+test("an encoder given a new classification head saves architectures and loads back with it", async () => {
+  const m = await loadPretrained("test/fixtures/models/distilbert", { task: "token-classification", id2label: ["O", "B", "I"], onWarning: () => {} });
+  const d = await mkdtemp(join(tmpdir(), "tk-arch-"));
+  await saveModel(m, d);
+  const back = await loadPretrained(d, { onWarning: () => {} });
+  assert.equal(back.task, "token-classification");
+  assert.deepEqual(back.config.architectures, ["DistilBertForTokenClassification"]);
+});
