@@ -1,12 +1,12 @@
 /**
  * Demo task `text`: the bundled LM (`models/tiny-lm`, pre-trained on the Brown corpus only) as a
  * spam classifier on SpamAssassin. A seeded, stratified sample (1,500 train / 500 test), subject +
- * body truncated to 128 tokens, a new 2-way `score` head on the last token. Three arms, same data,
+ * body truncated to 64 tokens, a new 2-way `score` head on the last token. Three arms, same data,
  * steps, batch size and schedule:
  * - fine-tuned: the pre-trained weights, every parameter trained (`full`);
  * - from scratch: the same architecture randomly initialised, same optimiser settings;
- * - head-only: the pre-trained backbone frozen (inference mode), only `score` trained, at the
- *   head learning rate a practitioner would use (10x).
+ * - head-only: the pre-trained backbone frozen (inference mode), only `score` trained.
+ * Every arm trains the new head at `headLr` (10x the body's `lr`).
  *
  * @example
  * ```ts
@@ -26,8 +26,8 @@ import { loadSpamAssassin, SPAM_LABELS, stratifiedSample } from "./spam.ts";
 
 /** The budget: same for every arm. */
 export const TEXT_BUDGET = {
-  full: { train: 1500, test: 500, maxLength: 128, batchSize: 16, epochs: 1, lr: 2e-4, headLr: 2e-3 },
-  quick: { train: 64, test: 32, maxLength: 32, batchSize: 16, epochs: 1, lr: 2e-4, headLr: 2e-3 },
+  full: { train: 1500, test: 500, maxLength: 64, batchSize: 16, epochs: 1, lr: 1e-3, headLr: 1e-2 },
+  quick: { train: 64, test: 32, maxLength: 32, batchSize: 16, epochs: 1, lr: 1e-3, headLr: 1e-2 },
 };
 
 function dataset(rows: { text: string; label: number; id: number }[], labels: LabelSet): TextDataset {
@@ -94,7 +94,8 @@ export async function runText(o: DemoOptions): Promise<DemoResult> {
     evalBatchSize: 50,
     maxSteps: steps,
     epochs: b.epochs,
-    optimizer: { lr: b.lr },
+    // The new head learns at headLr in every arm (at lr 3e-4 everywhere, 94 steps barely moved it: 73% fine-tuned).
+    optimizer: { lr: b.lr, groups: [{ pattern: "score", lr: b.headLr }] },
     schedule: { name: "linear", warmupRatio: 0.1 },
     evalEachEpoch: false,
     evalEvery: steps, // one evaluation, at the end, logged for the report
@@ -124,7 +125,7 @@ export async function runText(o: DemoOptions): Promise<DemoResult> {
     "fine-tuned",
     "finetuned",
     { model, strategy: "full", modelName: "models/tiny-lm" },
-    "pre-trained LM, all weights",
+    `pre-trained LM, all weights (lr ${b.lr}, head ${b.headLr})`,
   );
   manualSeed(o.seed);
   const cfg = (await readJsonFile(join(lmDir, "config.json"))) as Record<string, unknown>;
@@ -140,13 +141,13 @@ export async function runText(o: DemoOptions): Promise<DemoResult> {
     "from scratch",
     "scratch",
     { model: scratch, strategy: "full", modelName: "tiny-lm (random init)" },
-    "random init, all weights",
+    `random init, all weights (lr ${b.lr}, head ${b.headLr})`,
   );
   await arm(
     "head-only",
     "head",
-    { model: await load(), strategy: "head", optimizer: { lr: b.headLr }, modelName: "models/tiny-lm" },
-    `frozen pre-trained LM, score head at lr ${b.headLr}`,
+    { model: await load(), strategy: "head", modelName: "models/tiny-lm" },
+    `frozen pre-trained LM, score head (lr ${b.headLr})`,
   );
   return {
     task: "text",
