@@ -12,7 +12,7 @@ import { ConfigError, type ConfigSource, getBool, getNumber, getString } from ".
 import { Embedding } from "../nn/layers.ts";
 import { Module } from "../nn/module.ts";
 import { LayerNorm } from "../nn/norm.ts";
-import { add, contiguous, reshape, scaledDotProductAttention, split, transpose } from "../ops/index.ts";
+import { add, contiguous, dropout, reshape, scaledDotProductAttention, split, transpose } from "../ops/index.ts";
 import { type Tensor, tensor } from "../tensor/tensor.ts";
 import { activation, buildModel, Conv1D, inputMask, type KVCache, positionsOf } from "./common.ts";
 import { buildDecoderHead, DecoderBackbone, type DecoderInputs } from "./heads.ts";
@@ -33,6 +33,9 @@ export interface GPT2Config {
   scale_attn_by_inverse_layer_idx: boolean; // false
   pad_token_id: number | undefined;
   tie_word_embeddings: boolean; // true
+  attn_pdrop: number; // 0.1, attention probabilities
+  resid_pdrop: number; // 0.1, after each residual branch
+  embd_pdrop: number; // 0.1, after the embeddings
 }
 
 export function readGPT2Config(src: ConfigSource): GPT2Config {
@@ -52,6 +55,9 @@ export function readGPT2Config(src: ConfigSource): GPT2Config {
     pad_token_id:
       src.raw.pad_token_id == null ? undefined : getNumber(src, "pad_token_id", undefined, { min: 0, integer: true }),
     tie_word_embeddings: getBool(src, "tie_word_embeddings", true),
+    attn_pdrop: getNumber(src, "attn_pdrop", 0.1, { min: 0, max: 1 }),
+    resid_pdrop: getNumber(src, "resid_pdrop", 0.1, { min: 0, max: 1 }),
+    embd_pdrop: getNumber(src, "embd_pdrop", 0.1, { min: 0, max: 1 }),
   };
   if (c.n_embd % c.n_head !== 0)
     throw new ConfigError(
@@ -86,8 +92,8 @@ class GPT2Attention extends Module {
     if (cache) [k, v] = cache.update(this.layerIdx, k, v);
     let scale = this.cfg.scale_attn_weights ? 1 / Math.sqrt(D) : 1;
     if (this.cfg.scale_attn_by_inverse_layer_idx) scale /= this.layerIdx + 1;
-    const y = scaledDotProductAttention(q, k, v, { causal: true, mask, scale });
-    return this.c_proj.forward(reshape(contiguous(transpose(y, 1, 2)), [B, T, C]));
+    const y = scaledDotProductAttention(q, k, v, { causal: true, mask, scale, dropout: this.cfg.attn_pdrop, training: this.training });
+    return dropout(this.c_proj.forward(reshape(contiguous(transpose(y, 1, 2)), [B, T, C])), this.cfg.resid_pdrop, this.training);
   }
 }
 
@@ -95,15 +101,17 @@ class GPT2MLP extends Module {
   c_fc: Conv1D;
   c_proj: Conv1D;
   private readonly _act: (x: Tensor) => Tensor;
+  private readonly _pdrop: number;
   constructor(cfg: GPT2Config, std: number, projStd: number) {
     super();
+    this._pdrop = cfg.resid_pdrop;
     const inner = cfg.n_inner ?? 4 * cfg.n_embd;
     this.c_fc = new Conv1D(cfg.n_embd, inner, std);
     this.c_proj = new Conv1D(inner, cfg.n_embd, projStd);
     this._act = activation(cfg.activation_function, "config.json", "activation_function");
   }
   forward(x: Tensor): Tensor {
-    return this.c_proj.forward(this._act(this.c_fc.forward(x)));
+    return dropout(this.c_proj.forward(this._act(this.c_fc.forward(x))), this._pdrop, this.training);
   }
 }
 
@@ -160,7 +168,7 @@ export class GPT2Model extends DecoderBackbone {
       );
     }
     const posIds = tensor(Int32Array.from(pos.flat()), { shape: [B, T] });
-    let x = add(this.wte.forward(inputs.inputIds), this.wpe.forward(posIds));
+    let x = dropout(add(this.wte.forward(inputs.inputIds), this.wpe.forward(posIds)), this.cfg.embd_pdrop, this.training);
     const mask = inputMask(inputs, past);
     const states: Tensor[] = [];
     for (const block of this.h) {

@@ -58,6 +58,8 @@ export interface LlamaConfig {
   rope: RopeConfig;
   attention_bias: boolean;
   mlp_bias: boolean;
+  /** Dropout on the attention probabilities in train() mode (HF default 0). */
+  attention_dropout: number;
   /** Qwen2 puts biases on q/k/v but not o_proj. */
   qkv_bias: boolean;
   /** Mistral: keys older than this many positions are masked; null = full causal. */
@@ -128,6 +130,7 @@ export function readLlamaConfig(src: ConfigSource, fam: LlamaFamily): LlamaConfi
     rope: readRope(src, headDim, 10000, maxPos),
     attention_bias: attnBias,
     mlp_bias: getBool(src, "mlp_bias", false),
+    attention_dropout: getNumber(src, "attention_dropout", 0, { min: 0, max: 1 }),
     qkv_bias: fam.qkvBias ?? attnBias,
     sliding_window: fam.slidingWindow?.(src) ?? null,
   };
@@ -159,7 +162,7 @@ class LlamaAttention extends Module {
     let k = applyRotary(heads(this.k_proj.forward(x), Hkv), cos, sin);
     let v = heads(this.v_proj.forward(x), Hkv);
     if (cache) [k, v] = cache.update(this.layerIdx, k, v);
-    const y = scaledDotProductAttention(q, k, v, { causal: true, mask });
+    const y = scaledDotProductAttention(q, k, v, { causal: true, mask, dropout: this.cfg.attention_dropout, training: this.training });
     return this.o_proj.forward(reshape(contiguous(transpose(y, 1, 2)), [B, T, H * D]));
   }
 }

@@ -26,3 +26,21 @@ for (const name of ["gpt2", "llama"]) {
     assert.ok(Math.abs(F.slice(leaky, 1, 4, 7).toList()[0] - alone(b).toList()[0]) > 1e-6);
   });
 }
+
+test("gpt2 applies its config's dropouts in train() mode only", async () => {
+  const model = (await loadPretrained("test/fixtures/models/gpt2")) as unknown as {
+    forward(i: Record<string, unknown>): { logits: import("../../src/tensor/tensor.ts").Tensor };
+    train(on?: boolean): unknown;
+    eval(): unknown;
+  };
+  const ids = tensor(Int32Array.from([5, 9, 17, 3]), { shape: [1, 4] });
+  model.eval();
+  assert.deepEqual(model.forward({ inputIds: ids }).logits.toList(), model.forward({ inputIds: ids }).logits.toList());
+  model.train();
+  // the fixture's config has 0 dropout (the parity fixtures ran without it): set HF's defaults
+  const cfg = (model as unknown as { transformer: { cfg: Record<string, number> } }).transformer.cfg;
+  Object.assign(cfg, { attn_pdrop: 0.1, resid_pdrop: 0.1, embd_pdrop: 0.1 });
+  const a = model.forward({ inputIds: ids }).logits.toList();
+  const b = model.forward({ inputIds: ids }).logits.toList();
+  assert.notDeepEqual(a, b);
+});
