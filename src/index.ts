@@ -29,3 +29,6 @@ export * as formats from "./formats/safetensors.ts";
 export * as textData from "./data/text/index.ts";
 export * as imageData from "./data/images/index.ts";
 export * as report from "./report/index.ts";
+export { Trainer } from "./train/index.ts";
+export type { TrainerConfig } from "./train/index.ts";
+export { prepareTextData } from "./data/text/index.ts";
