@@ -126,6 +126,42 @@ export async function trainArm(o: DemoOptions, spec: ArmSpec): Promise<ArmResult
   };
 }
 
+/** How a task's arms are logged and trained: shared settings, the metric and its wording. */
+export interface ArmRunnerOptions {
+  task: string;
+  /** Arms in the task, for the "2/3" counter. */
+  total: number;
+  /** Arms already counted (e.g. an evaluation-only arm logged by the task). */
+  done?: number;
+  /** Trainer settings every arm shares (data, budget, seed). */
+  common: Omit<TrainerConfig, "model">;
+  metric: string;
+  /** e.g. "test accuracy". */
+  label: string;
+  format: (v: number) => string;
+  /** e.g. "90 steps of 16". */
+  budget: string;
+  /** The task's list of results; each arm is appended. */
+  arms: ArmResult[];
+}
+
+/** Returns `arm(name, kind, cfg, note)`: trains one arm with the shared settings, logging before and after. */
+export function armRunner(o: DemoOptions, r: ArmRunnerOptions) {
+  let n = r.done ?? 0;
+  return async (
+    name: string,
+    kind: ArmKind,
+    cfg: Partial<TrainerConfig> & Pick<TrainerConfig, "model">,
+    note: string,
+  ): Promise<ArmResult & { run: RunResult }> => {
+    o.log(`${r.task} ${++n}/${r.total}: ${name} (${note}), ${r.budget}`);
+    const res = await trainArm(o, { name, kind, metric: r.metric, note, trainer: { ...r.common, ...cfg } });
+    o.log(`${r.task}: ${name}: ${r.label} ${r.format(res.value)} (${res.seconds.toFixed(0)} s)`);
+    r.arms.push(res);
+    return res;
+  };
+}
+
 /** The baseline comparison as the report takes it, with `ours` on the arm at `oursIndex`. */
 export function baselineEntries(
   r: Pick<DemoResult, "metric" | "higherIsBetter" | "arms">,

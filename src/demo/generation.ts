@@ -31,7 +31,7 @@ import { manualSeed } from "../tensor/rng.ts";
 import { tensor } from "../tensor/tensor.ts";
 import type { Tokenizer } from "../tokenize/tokenizer.ts";
 import { evalSource, evaluate, type TrainerConfig } from "../train/index.ts";
-import { type ArmResult, type DemoOptions, type DemoResult, trainArm } from "./common.ts";
+import { type ArmResult, armRunner, type DemoOptions, type DemoResult } from "./common.ts";
 
 /** The budget: same for every trained arm. */
 export const GENERATION_BUDGET = {
@@ -142,19 +142,17 @@ export async function runGeneration(o: DemoOptions): Promise<DemoResult> {
     datasetStats: { lengthStats: { blockSize: b.blockSize } },
   };
   const total = 5;
-  let n = 1;
-  const arm = async (
-    name: string,
-    kind: ArmResult["kind"],
-    cfg: Partial<TrainerConfig> & Pick<TrainerConfig, "model">,
-    note: string,
-  ) => {
-    o.log(`generation ${++n}/${total}: ${name} (${note}), ${b.steps} steps of ${b.batchSize}x${b.blockSize} tokens`);
-    const r = await trainArm(o, { name, kind, metric: "perplexity", note, trainer: { ...common, ...cfg } });
-    o.log(`generation: ${name}: held-out perplexity ${r.value.toFixed(1)} (${r.seconds.toFixed(0)} s)`);
-    arms.push(r);
-    return r;
-  };
+  const arm = armRunner(o, {
+    task: "generation",
+    total,
+    done: 1, // the evaluation-only arm below
+    common,
+    metric: "perplexity",
+    label: "held-out perplexity",
+    format: (v) => v.toFixed(1),
+    budget: `${b.steps} steps of ${b.batchSize}x${b.blockSize} tokens`,
+    arms,
+  });
   o.log(`generation 1/${total}: pre-trained, no tuning (evaluation only)`);
   const t1 = performance.now();
   const ev = await evaluate(base, evalSource(heldOut, { batchSize: b.batchSize }), "causal-lm");

@@ -29,7 +29,7 @@ import type { ImageClassifier } from "../models/vision-common.ts";
 import type { Module } from "../nn/module.ts";
 import { manualSeed } from "../tensor/rng.ts";
 import type { TrainerConfig } from "../train/index.ts";
-import { type ArmResult, type DemoOptions, type DemoResult, trainArm } from "./common.ts";
+import { type ArmResult, armRunner, type DemoOptions, type DemoResult } from "./common.ts";
 
 const DIGITS = [5, 6, 7, 8, 9];
 
@@ -88,17 +88,16 @@ export async function runImages(o: DemoOptions): Promise<DemoResult> {
       return m as unknown as Module;
     };
     const arms: ArmResult[] = [];
-    const arm = async (
-      name: string,
-      kind: ArmResult["kind"],
-      cfg: Partial<TrainerConfig> & Pick<TrainerConfig, "model">,
-      note: string,
-    ) => {
-      o.log(`images ${arms.length + 1}/3: ${name} (${note}), ${steps} steps of ${b.batchSize}`);
-      const r = await trainArm(o, { name, kind, metric: "accuracy", note, trainer: { ...common, ...cfg } });
-      o.log(`images: ${name}: test accuracy ${(100 * r.value).toFixed(1)}% (${r.seconds.toFixed(0)} s)`);
-      arms.push(r);
-    };
+    const arm = armRunner(o, {
+      task: "images",
+      total: 3,
+      common,
+      metric: "accuracy",
+      label: "test accuracy",
+      format: (v) => `${(100 * v).toFixed(1)}%`,
+      budget: `${steps} steps of ${b.batchSize}`,
+      arms,
+    });
     await arm(
       "fine-tuned",
       "finetuned",

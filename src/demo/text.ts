@@ -21,7 +21,7 @@ import { getArchitecture, type LoadedModel, loadPretrained } from "../models/ind
 import { manualSeed } from "../tensor/rng.ts";
 import type { Tokenizer } from "../tokenize/tokenizer.ts";
 import type { TrainerConfig } from "../train/index.ts";
-import { type ArmResult, type DemoOptions, type DemoResult, trainArm } from "./common.ts";
+import { type ArmResult, armRunner, type DemoOptions, type DemoResult } from "./common.ts";
 import { loadSpamAssassin, SPAM_LABELS, stratifiedSample } from "./spam.ts";
 
 /**
@@ -116,17 +116,16 @@ export async function runText(o: DemoOptions): Promise<DemoResult> {
     },
   };
   const arms: ArmResult[] = [];
-  const arm = async (
-    name: string,
-    kind: ArmResult["kind"],
-    cfg: Partial<TrainerConfig> & Pick<TrainerConfig, "model">,
-    note: string,
-  ) => {
-    o.log(`text ${arms.length + 1}/3: ${name} (${note}), ${steps} steps of ${b.batchSize}`);
-    const r = await trainArm(o, { name, kind, metric: "accuracy", note, trainer: { ...common, ...cfg } });
-    o.log(`text: ${name}: test accuracy ${(100 * r.value).toFixed(1)}% (${r.seconds.toFixed(0)} s)`);
-    arms.push(r);
-  };
+  const arm = armRunner(o, {
+    task: "text",
+    total: 3,
+    common,
+    metric: "accuracy",
+    label: "test accuracy",
+    format: (v) => `${(100 * v).toFixed(1)}%`,
+    budget: `${steps} steps of ${b.batchSize}`,
+    arms,
+  });
   await arm(
     "fine-tuned",
     "finetuned",
