@@ -1,12 +1,14 @@
 /** Shared test helpers: fixture loading and tolerance checks that print what differs. */
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import sharp from "sharp";
 import { parseSafetensors } from "../src/formats/safetensors.ts";
 import { rawToTensor } from "../src/formats/tensors.ts";
-import type { Tensor } from "../src/tensor/tensor.ts";
 import { cast } from "../src/ops/index.ts";
+import { Generator } from "../src/tensor/rng.ts";
+import type { Tensor } from "../src/tensor/tensor.ts";
 
 export const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), "fixtures");
 
@@ -34,7 +36,12 @@ export function maxRelDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 /** Asserts same shape and values within `tol` (relative as above), printing first values on failure. */
-export function assertClose(actual: Tensor | ArrayLike<number>, expected: Tensor | ArrayLike<number>, tol: number, what: string): void {
+export function assertClose(
+  actual: Tensor | ArrayLike<number>,
+  expected: Tensor | ArrayLike<number>,
+  tol: number,
+  what: string,
+): void {
   const isT = (x: unknown): x is Tensor => typeof (x as Tensor).toFloat64Array === "function";
   if (isT(actual) && isT(expected)) assert.deepEqual([...actual.shape], [...expected.shape], `${what}: shape`);
   const a = isT(actual) ? actual.toFloat64Array() : actual;
@@ -42,11 +49,36 @@ export function assertClose(actual: Tensor | ArrayLike<number>, expected: Tensor
   assert.equal(a.length, e.length, `${what}: length`);
   const d = maxRelDiff(a, e);
   if (!(d <= tol)) {
-    const first = (x: ArrayLike<number>) => Array.from(x).slice(0, 6).map((v) => v.toPrecision(7)).join(", ");
-    assert.fail(`${what}: max rel diff ${d.toExponential(3)} > ${tol}\n  actual:   ${first(a)}\n  expected: ${first(e)}`);
+    const first = (x: ArrayLike<number>) =>
+      Array.from(x)
+        .slice(0, 6)
+        .map((v) => v.toPrecision(7))
+        .join(", ");
+    assert.fail(
+      `${what}: max rel diff ${d.toExponential(3)} > ${tol}\n  actual:   ${first(a)}\n  expected: ${first(e)}`,
+    );
   }
 }
 
 export function f64(t: Tensor): Tensor {
   return t.dtype === "float32" ? cast(t, "float64") : t;
+}
+
+/** A two-class image folder (`red`, `blue`: noisy 24x24 PNGs), seeded. */
+export async function imageFolder(dir: string, perClass: number, seed: number): Promise<string> {
+  const g = new Generator(seed);
+  for (const [cls, rgb] of [
+    ["red", [200, 40, 40]],
+    ["blue", [40, 40, 200]],
+  ] as const) {
+    mkdirSync(join(dir, cls), { recursive: true });
+    for (let i = 0; i < perClass; i++) {
+      const px = Buffer.alloc(24 * 24 * 3);
+      for (let j = 0; j < px.length; j++) px[j] = Math.max(0, Math.min(255, rgb[j % 3] + g.randint(-60, 60)));
+      await sharp(px, { raw: { width: 24, height: 24, channels: 3 } })
+        .png()
+        .toFile(join(dir, cls, `${i}.png`));
+    }
+  }
+  return dir;
 }

@@ -1,10 +1,8 @@
 // Runs the CLI as a user does: `node bin/tunekit.mjs <args>` in a child process, with
 // TUNEKIT_BACKEND unset (native when built, else reference), and reads a run's metrics.jsonl.
 import { execFile, spawn } from "node:child_process";
-import { mkdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import sharp from "sharp";
-import { Generator } from "../../src/tensor/rng.ts";
 
 export const ROOT = join(import.meta.dirname, "..", "..");
 export const CLI_FIXTURES = join(ROOT, "test", "fixtures", "cli");
@@ -64,21 +62,4 @@ export function trainLosses(runDir: string): number[] {
     .map((r) => r.loss);
 }
 
-/** A two-class image folder (`red`, `blue`: noisy 24x24 PNGs), seeded. */
-export async function imageFolder(dir: string, perClass: number, seed: number): Promise<string> {
-  const g = new Generator(seed);
-  for (const [cls, rgb] of [
-    ["red", [200, 40, 40]],
-    ["blue", [40, 40, 200]],
-  ] as const) {
-    mkdirSync(join(dir, cls), { recursive: true });
-    for (let i = 0; i < perClass; i++) {
-      const px = Buffer.alloc(24 * 24 * 3);
-      for (let j = 0; j < px.length; j++) px[j] = Math.max(0, Math.min(255, rgb[j % 3] + g.randint(-60, 60)));
-      await sharp(px, { raw: { width: 24, height: 24, channels: 3 } })
-        .png()
-        .toFile(join(dir, cls, `${i}.png`));
-    }
-  }
-  return dir;
-}
+export { imageFolder } from "../helpers.ts";

@@ -2,38 +2,20 @@
 // per image (cached pooled features) and training touches only the head; the result equals
 // running the frozen backbone (in inference mode) at every step.
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import sharp from "sharp";
 import { indexImageFolder } from "../../src/data/images/dataset.ts";
 import { preprocessorFromConfig } from "../../src/data/images/preprocess.ts";
 import type { MobileNetV2 } from "../../src/models/mobilenet_v2.ts";
-import { Generator } from "../../src/tensor/rng.ts";
 import type { Tensor } from "../../src/tensor/tensor.ts";
 import { Trainer } from "../../src/train/index.ts";
+import { imageFolder } from "../helpers.ts";
 import { tinyModel } from "./helpers.ts";
 
 const root = mkdtempSync(join(tmpdir(), "tunekit-vision-"));
 after(() => rmSync(root, { recursive: true, force: true }));
-
-async function images(dir: string, perClass: number, seed: number): Promise<void> {
-  const g = new Generator(seed);
-  for (const [cls, rgb] of [
-    ["red", [200, 40, 40]],
-    ["blue", [40, 40, 200]],
-  ] as const) {
-    mkdirSync(join(dir, cls), { recursive: true });
-    for (let i = 0; i < perClass; i++) {
-      const px = Buffer.alloc(24 * 24 * 3);
-      for (let j = 0; j < px.length; j++) px[j] = Math.max(0, Math.min(255, rgb[j % 3] + g.randint(-60, 60)));
-      await sharp(px, { raw: { width: 24, height: 24, channels: 3 } })
-        .png()
-        .toFile(join(dir, cls, `${i}.png`));
-    }
-  }
-}
 
 function model(): MobileNetV2 & { calls: number } {
   const m = tinyModel("mobilenet_v2", "image-classification", {}, 7) as MobileNetV2 & { calls: number };
@@ -48,8 +30,8 @@ function model(): MobileNetV2 & { calls: number } {
 }
 
 test("head strategy caches backbone features and equals the uncached run", async () => {
-  await images(join(root, "train"), 6, 1);
-  await images(join(root, "eval"), 3, 2);
+  await imageFolder(join(root, "train"), 6, 1);
+  await imageFolder(join(root, "eval"), 3, 2);
   const transform = { preprocessor: preprocessorFromConfig("mobilenet_v2", { size: 32, cropSize: 32 }) };
   const train = { dataset: await indexImageFolder(join(root, "train")), transform, workers: 0 };
   const evalData = { dataset: await indexImageFolder(join(root, "eval")), transform, workers: 0 };
