@@ -6,7 +6,7 @@
 import type { ConfigSource } from "../formats/hf-config.ts";
 import { Linear } from "../nn/layers.ts";
 import { Module, type Parameter } from "../nn/module.ts";
-import { cast, contiguous, crossEntropy, indexSelect, reshape, slice } from "../ops/index.ts";
+import { contiguous, crossEntropy, indexSelect, reshape } from "../ops/index.ts";
 import { ValueError } from "../tensor/errors.ts";
 import { type Tensor, tensor } from "../tensor/tensor.ts";
 import type { KVCache } from "./common.ts";
@@ -54,14 +54,20 @@ export interface DecoderLM {
   readonly numLayers: number;
 }
 
-/** HF causal LM loss: logits[:, :-1] against labels[:, 1:], mean over targets that are not -100. */
+/**
+ * HF causal LM loss: logits[:, :-1] against labels[:, 1:], mean over targets that are not -100.
+ * The labels are shifted instead of the logits (target of position t is labels[t + 1], -100 at
+ * the last position of each row), so the cross-entropy reads the (B*T, V) logits in place: no
+ * (B, T-1, V) copy forward and none for its gradient. Same loss and gradients as HF's form.
+ */
 export function causalLmLoss(logits: Tensor, labels: Tensor): Tensor {
   const [B, T, V] = logits.shape;
-  if (labels.shape[0] !== B || labels.shape[1] !== T)
+  if (labels.ndim !== 2 || labels.shape[0] !== B || labels.shape[1] !== T)
     throw new ValueError(`labels: expected shape [${B}, ${T}], got [${labels.shape}]`);
-  const l = contiguous(slice(logits, 1, 0, T - 1));
-  const y = contiguous(slice(cast(labels, "int32"), 1, 1));
-  return crossEntropy(reshape(l, [-1, V]), reshape(y, [-1]), { ignoreIndex: -100 });
+  const src = labels.toFloat64Array();
+  const y = new Int32Array(B * T).fill(-100);
+  for (let b = 0; b < B; b++) for (let t = 0; t + 1 < T; t++) y[b * T + t] = src[b * T + t + 1];
+  return crossEntropy(reshape(logits, [B * T, V]), tensor(y, { shape: [B * T] }), { ignoreIndex: -100 });
 }
 
 /**
