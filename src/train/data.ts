@@ -14,6 +14,7 @@ import { noGrad } from "../autograd/tape.ts";
 import { type Batch, DataLoader, epochSeed } from "../data/batch.ts";
 import type { MixOptions } from "../data/images/augment.ts";
 import type { ImageDataset } from "../data/images/dataset.ts";
+import { type DecodeOptions, thumbnailPng } from "../data/images/decode.ts";
 import { type ImageBatch, ImageLoader, type LoaderState as ImageLoaderState } from "../data/images/loader.ts";
 import type { ImageTransform } from "../data/images/transform.ts";
 import type { EncodedDataset } from "../data/text/encode.ts";
@@ -57,8 +58,8 @@ export interface BatchSource {
 export interface EvalSource {
   readonly numExamples: number;
   batches(): AsyncIterable<TrainBatch>;
-  /** The input for the report's mistakes table (text, or nothing). */
-  describe?(index: number): { text?: string; imagePng?: string };
+  /** The input for the report's mistakes table: text, an image thumbnail, or nothing. */
+  describe?(index: number): { text?: string; imagePng?: string } | Promise<{ text?: string; imagePng?: string }>;
   close?(): Promise<void>;
 }
 
@@ -329,6 +330,7 @@ export function evalSource(spec: DataSpec | EvalSource, o: { batchSize: number }
         for await (const b of loader) yield imageBatch(b);
         await loader.close();
       },
+      describe: (i: number) => describeImage(img.dataset, i, img.transform.decode),
       async close() {
         await loader?.close();
       },
@@ -341,6 +343,21 @@ export function evalSource(spec: DataSpec | EvalSource, o: { batchSize: number }
       for (let b = 0; b < src.batchesPerEpoch; b++) yield await src.next();
     },
   };
+}
+
+/** A thumbnail of dataset row `i` for the report; an image that no longer decodes shows none. */
+export async function describeImage(
+  dataset: ImageDataset,
+  i: number,
+  decode?: DecodeOptions,
+): Promise<{ imagePng?: string }> {
+  const item = dataset.items[i];
+  if (!item) return {};
+  try {
+    return { imagePng: await thumbnailPng(item.path, 96, decode) };
+  } catch {
+    return {};
+  }
 }
 
 /** A model whose backbone and head can run apart (the vision `ImageClassifier`s). */

@@ -137,13 +137,15 @@ export async function evaluate(
     res.perClass = c.perClass;
     const wrong = preds.map((_p, i) => i).filter((i) => preds[i] !== ys[i]);
     wrong.sort((a, b) => conf[b] - conf[a] || a - b);
-    res.mistakes = wrong.slice(0, opts.maxMistakes ?? 10).map((i) => ({
-      index: rows[i],
-      label: names[ys[i]] ?? String(ys[i]),
-      predicted: names[preds[i]],
-      confidence: conf[i],
-      ...(src.describe?.(rows[i]) ?? {}),
-    }));
+    res.mistakes = await Promise.all(
+      wrong.slice(0, opts.maxMistakes ?? 10).map(async (i) => ({
+        index: rows[i],
+        label: names[ys[i]] ?? String(ys[i]),
+        predicted: names[preds[i]],
+        confidence: conf[i],
+        ...((await src.describe?.(rows[i])) ?? {}),
+      })),
+    );
   }
   return res;
 }

@@ -268,8 +268,11 @@ export class Trainer {
       const fs = new FeatureSource(tr.features, tr.dim, tr.labels, c.batchSize, c.seed, true, (e) => ref.epochOrder(e));
       this.src = fs;
       if (o.eval) {
-        const ev = await computeFeatures(this.model, evalSource(o.eval, { batchSize: c.evalBatchSize }));
-        this.evalSrc = new FeatureSource(ev.features, ev.dim, ev.labels, c.evalBatchSize, c.seed, false).evalSource();
+        const images = evalSource(o.eval, { batchSize: c.evalBatchSize });
+        const ev = await computeFeatures(this.model, images);
+        const cached = new FeatureSource(ev.features, ev.dim, ev.labels, c.evalBatchSize, c.seed, false).evalSource();
+        // Rows keep their dataset order, so the mistakes still show their images.
+        this.evalSrc = { ...cached, describe: images.describe };
       }
       return;
     }

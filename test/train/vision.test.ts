@@ -6,10 +6,12 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
+import sharp from "sharp";
 import { indexImageFolder } from "../../src/data/images/dataset.ts";
 import { preprocessorFromConfig } from "../../src/data/images/preprocess.ts";
 import type { MobileNetV2 } from "../../src/models/mobilenet_v2.ts";
 import type { Tensor } from "../../src/tensor/tensor.ts";
+import { evalSource } from "../../src/train/data.ts";
 import { Trainer } from "../../src/train/index.ts";
 import { imageFolder } from "../helpers.ts";
 import { tinyModel } from "./helpers.ts";
@@ -65,4 +67,30 @@ test("head strategy caches backbone features and equals the uncached run", async
   const lb = plain.run.metrics.filter((r) => r.split === "train").map((r) => r.loss as number);
   for (const [i, x] of la.entries()) assert.ok(Math.abs(x - lb[i]) < 1e-5);
   assert.ok(cached.run.eval?.confusion);
+  // The cached evaluation still knows which image each row was: its mistakes carry thumbnails.
+  assert.deepEqual(cached.run.eval?.mistakes, plain.run.eval?.mistakes);
+  for (const m of cached.run.eval?.mistakes ?? []) assert.ok(m.imagePng?.startsWith("iVBORw0KGgo"), `row ${m.index}`);
+});
+
+test("image evaluation describes a row with a thumbnail of that very image (24 px -> 96 px, nearest)", async () => {
+  const dir = await imageFolder(join(root, "thumbs"), 2, 5);
+  const dataset = await indexImageFolder(dir);
+  const transform = { preprocessor: preprocessorFromConfig("mobilenet_v2", { size: 32, cropSize: 32 }) };
+  const src = evalSource({ dataset, transform, workers: 0 }, { batchSize: 2 });
+  for (const i of [0, 3]) {
+    const d = await src.describe?.(i);
+    const png = Buffer.from(d?.imagePng ?? "", "base64");
+    const thumb = await sharp(png).raw().toBuffer({ resolveWithObject: true });
+    assert.deepEqual([thumb.info.width, thumb.info.height, thumb.info.channels], [96, 96, 3]);
+    const orig = await sharp(dataset.items[i].path).raw().toBuffer();
+    // Nearest-neighbour 4x: thumbnail pixel (4y, 4x) is source pixel (y, x).
+    for (const [y, x] of [
+      [0, 0],
+      [5, 17],
+      [23, 23],
+    ])
+      for (let ch = 0; ch < 3; ch++)
+        assert.equal(thumb.data[(4 * y * 96 + 4 * x) * 3 + ch], orig[(y * 24 + x) * 3 + ch], `row ${i} (${y},${x})`);
+  }
+  assert.deepEqual(await src.describe?.(99), {}, "a row outside the dataset has no picture");
 });

@@ -248,3 +248,22 @@ function failureCode(message: string): "truncated" | "corrupt" {
     ? "truncated"
     : "corrupt";
 }
+
+/**
+ * A small PNG of an image for reports (the most confident mistakes): decoded with the same checks
+ * as training, shrunk to fit `size` x `size` (never enlarged past 4x: MNIST's 28 px digits become
+ * 96 px), base64 without the `data:` prefix.
+ */
+export async function thumbnailPng(file: string, size = 96, opts: DecodeOptions = {}): Promise<string> {
+  const img = await decodeImage(file, opts);
+  const scale = Math.min(size / img.width, size / img.height, 4);
+  const png = await sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } })
+    .resize({
+      width: Math.max(1, Math.round(img.width * scale)),
+      height: Math.max(1, Math.round(img.height * scale)),
+      kernel: scale > 1 ? "nearest" : "lanczos3",
+    })
+    .png()
+    .toBuffer();
+  return png.toString("base64");
+}
