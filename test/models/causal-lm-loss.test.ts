@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { causalLmLoss } from "../../src/models/heads.ts";
+import { Generator } from "../../src/tensor/rng.ts";
 import { tensor } from "../../src/tensor/tensor.ts";
 
 function reference(x: Float32Array, labels: Int32Array, B: number, T: number, V: number) {
@@ -32,8 +33,8 @@ function reference(x: Float32Array, labels: Int32Array, B: number, T: number, V:
 
 test("causalLmLoss matches HF's shifted loss and gradient (prompt mask, padding, odd V)", () => {
   const [B, T, V] = [3, 6, 37];
-  let seed = 7;
-  const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) * 2 - 1;
+  const gen = new Generator(7);
+  const rnd = () => gen.random() * 2 - 1;
   const x = Float32Array.from({ length: B * T * V }, () => 3 * rnd());
   // row 0: every token; row 1: prompt masked (first 3 -100); row 2: right padding (last 2 -100)
   const labels = Int32Array.from({ length: B * T }, (_, i) => Math.floor(((rnd() + 1) / 2) * V) % V);
