@@ -103,6 +103,11 @@ export interface TrainerConfig {
   evalEvery?: number;
   /** Evaluate at each epoch end (default true when there is eval data). */
   evalEachEpoch?: boolean;
+  /**
+   * Stop when the eval metric stops improving (optionally restoring the best weights). With
+   * `two-phase` it judges the final phase only, counted from that phase's start; a phase's own
+   * `earlyStopping` ends that phase instead.
+   */
   earlyStopping?: EarlyStoppingConfig | null;
   checkpoint?: CheckpointConfig;
   nonFinite?: NonFiniteConfig;

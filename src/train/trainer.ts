@@ -246,6 +246,14 @@ export class Trainer {
     const warm = c.schedule.warmupSteps ?? Math.ceil((c.schedule.warmupRatio ?? 0) * total);
     this.scheduler = getScheduler(c.schedule.name, this.optimizer, { numWarmupSteps: warm, numTrainingSteps: total });
     this.phaseEs = p.earlyStopping ? new EarlyStopping(p.earlyStopping) : null;
+    if (phase > 0 && this.lastPhase() && c.earlyStopping) {
+      // The run's early stopping judges the final phase only, from a fresh start: an earlier
+      // phase's best (say, head-only) is a different trainable set, and restoring it would put
+      // back the head but leave the unfrozen blocks as the last step left them.
+      this.es = new EarlyStopping(c.earlyStopping);
+      this.best = null;
+      this.s.bestDir = null;
+    }
     this.audit = snapshotFrozen(this.model);
   }
 
@@ -439,7 +447,7 @@ export class Trainer {
       if (v !== undefined && this.phaseEs.update(v, this.s.step).stop) this.enterPhase(this.s.phase + 1, this.s.step);
       return false;
     }
-    if (!this.es) return false;
+    if (!this.es || !this.lastPhase()) return false;
     const v = m[this.es.metric];
     if (v === undefined)
       throw new ValueError(

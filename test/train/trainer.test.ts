@@ -213,3 +213,46 @@ test("two-phase: head first at lr, then everything at lr*0.1, one metrics stream
   assert.equal(run.metrics.filter((r) => r.split === "eval").length, 2);
   assert.equal(run.record.freezeAudit?.verified, true);
 });
+
+test("two-phase with run-level early stopping: phase 1 never stops the run; restore-best is a phase-2 state", async () => {
+  const m = tinyModel("gpt2", "sequence-classification", { num_labels: 2, pad_token_id: 0 });
+  const at = new Map<number, Map<string, Float32Array>>();
+  let step = 0;
+  const weights = () => new Map([...m.namedParameters()].map(([n, p]) => [n, Float32Array.from(p.toFloat64Array())]));
+  const cb: TrainerCallback = {
+    onStepEnd: (s) => void (step = s.step),
+    onEvaluate: () => void at.set(step, weights()),
+  };
+  // The tiny eval split overfits: its loss bottoms out at step 2 of the head phase, so a run-level
+  // early stop that judged phase 1 would end the run at step 4; phase 2 starts a fresh count.
+  const run = await new Trainer({
+    model: m,
+    train: clsData(16),
+    eval: clsData(8, 4),
+    strategy: { name: "two-phase", headEpochs: 3, lrFactor: 0.1 },
+    optimizer: { lr: 1e-2 },
+    epochs: 4,
+    batchSize: 4,
+    evalEvery: 1,
+    evalEachEpoch: false,
+    earlyStopping: { metric: "loss", mode: "min", patience: 2 },
+    quiet: true,
+    callbacks: [cb],
+  }).fit();
+  const evals = run.metrics.filter((r) => r.split === "eval");
+  assert.ok(
+    evals.filter((r) => r.phase === 0).length === 12,
+    "all 12 head-phase evaluations ran (an early stop there would cut phase 1 short)",
+  );
+  assert.ok(
+    evals.some((r) => r.phase === 1),
+    "the run reached phase 2",
+  );
+  const p2 = evals.filter((r) => r.phase === 1);
+  const best = p2.reduce((a, b) => ((b.loss as number) < (a.loss as number) ? b : a));
+  assert.equal(run.best?.step, best.step, "the best step is the best phase-2 evaluation");
+  assert.ok(run.steps < 28, `stopped early in phase 2 (ran ${run.steps} of 28 steps)`);
+  assert.equal(run.steps, best.step + 2, "stopped 2 evaluations (patience) after the phase-2 best");
+  const want = at.get(best.step) as Map<string, Float32Array>;
+  for (const [n, w] of weights()) assert.deepEqual(w, want.get(n), `${n} is not the restored phase-2 best`);
+});
