@@ -220,8 +220,12 @@ test("two-phase with run-level early stopping: phase 1 never stops the run; rest
   let step = 0;
   const weights = () => new Map([...m.namedParameters()].map(([n, p]) => [n, Float32Array.from(p.toFloat64Array())]));
   const cb: TrainerCallback = {
-    onStepEnd: (s) => void (step = s.step),
-    onEvaluate: () => void at.set(step, weights()),
+    onStepEnd: (s) => {
+      step = s.step;
+    },
+    onEvaluate: () => {
+      at.set(step, weights());
+    },
   };
   // The tiny eval split overfits: its loss bottoms out at step 2 of the head phase, so a run-level
   // early stop that judged phase 1 would end the run at step 4; phase 2 starts a fresh count.
