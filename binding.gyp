@@ -12,6 +12,7 @@
         "native/reduce.cc",
         
         "native/norm.cc",
+        "native/batchnorm.cc",
         "native/softmax.cc",
         "native/attention.cc",
         "native/adamw.cc"

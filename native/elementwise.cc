@@ -194,4 +194,30 @@ void copy_strided(int nd, long* shape, long (*st)[kMaxDims], const float* x, flo
   });
 }
 
+// clamp into [lo, hi] (NaN stays NaN); contiguous, split into chunks among the threads
+void clamp_forward(long n, const float* x, float lo, float hi, float* out) {
+  const long chunk = 32768, nt = (n + chunk - 1) / chunk;
+  parallel_for(nt, [&](long t, int) {
+    const long e = std::min(n, (t + 1) * chunk);
+    for (long i = t * chunk; i < e; i++) {
+      float v = x[i];
+      v = v < lo ? lo : v;
+      out[i] = v > hi ? hi : v;
+    }
+  });
+}
+
+// dx = dy where x is inside the range: inclusive lo <= x <= hi (clamp), else lo < x < hi
+// (hardtanh); NaN x passes dy. Only x is read: no mask is kept between forward and backward.
+void clamp_backward(long n, const float* x, const float* dy, float lo, float hi, bool inclusive, float* dx) {
+  const long chunk = 32768, nt = (n + chunk - 1) / chunk;
+  parallel_for(nt, [&](long t, int) {
+    const long s = t * chunk, e = std::min(n, (t + 1) * chunk);
+    if (inclusive)
+      for (long i = s; i < e; i++) dx[i] = (x[i] < lo || x[i] > hi) ? 0.f : dy[i];
+    else
+      for (long i = s; i < e; i++) dx[i] = (x[i] <= lo || x[i] >= hi) ? 0.f : dy[i];
+  });
+}
+
 }  // namespace tk

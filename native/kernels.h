@@ -37,6 +37,14 @@ void norm_backward(long R, long C, const float* x, const float* w, const float* 
                    const float* dy, bool rms, float* dx, float* dw, float* db);
 void activation_forward(int kind, long n, const float* x, float* out);
 void activation_backward(int kind, long n, const float* x, const float* dy, float* dx);
+// batchnorm.cc: x (N, C, S); training writes mean/var(biased, may be null)/rstd, else reads mean/rstd
+void batchnorm_forward(long N, long C, long S, const float* x, const float* w, const float* b, float eps,
+                       bool training, float* out, float* mean, float* var, float* rstd);
+void batchnorm_backward(long N, long C, long S, const float* x, const float* w, const float* mean, const float* rstd,
+                        const float* dy, bool training, float* dx, float* dw, float* db);
+// elementwise.cc: contiguous clamp and its mask-free backward
+void clamp_forward(long n, const float* x, float lo, float hi, float* out);
+void clamp_backward(long n, const float* x, const float* dy, float lo, float hi, bool inclusive, float* dx);
 // adamw.cc
 void adamw_step(long count, float* const* p, const float* const* g, float* const* m, float* const* v, const long* len,
                 const double* lr, const double* wd, double beta1, double beta2, double eps, long step);

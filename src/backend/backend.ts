@@ -68,6 +68,25 @@ export interface FusedKernels {
    */
   attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | null, causal: boolean, scale: number, out: Tensor, lse: Tensor): void;
   attentionBackward(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | null, causal: boolean, scale: number, out: Tensor, lse: Tensor, dout: Tensor, dq: Tensor, dk: Tensor, dv: Tensor): void;
+  /**
+   * Batch norm of x (N, C, S) per channel c (statistics over N and S). training: writes mean (C),
+   * var (C, biased) and rstd = 1/sqrt(var + eps) (C) from x; else mean and rstd are inputs (from
+   * the running statistics) and var is not touched. out = (x - mean) * rstd * weight + bias.
+   * The reference backend also accepts float64.
+   */
+  batchNorm(x: Tensor, weight: Tensor | null, bias: Tensor | null, training: boolean, eps: number, out: Tensor, mean: Tensor, variance: Tensor | null, rstd: Tensor): void;
+  /**
+   * Gradients of `batchNorm` from x, the saved mean/rstd and dy (N, C, S); any of dx, dweight,
+   * dbias may be null (not computed). training: through the batch statistics; else dx = dy * weight * rstd.
+   */
+  batchNormBackward(x: Tensor, weight: Tensor | null, mean: Tensor, rstd: Tensor, dy: Tensor, training: boolean, dx: Tensor | null, dweight: Tensor | null, dbias: Tensor | null): void;
+  /** out = min(max(x, lo), hi) (NaN stays NaN); lo/hi may be -/+Infinity. */
+  clamp(x: Tensor, lo: number, hi: number, out: Tensor): void;
+  /**
+   * dx = dy where x is inside the range, else 0. inclusive (clamp): lo <= x <= hi;
+   * exclusive (hardtanh / relu6, PyTorch's hardtanh_backward): lo < x < hi. NaN x passes dy.
+   */
+  clampBackward(x: Tensor, dy: Tensor, lo: number, hi: number, inclusive: boolean, dx: Tensor): void;
   /** AdamW over many parameters in one call (PyTorch semantics), in place. */
   adamw(params: Float32Array[], grads: Float32Array[], m: Float32Array[], v: Float32Array[], hp: { lr: number[]; beta1: number; beta2: number; eps: number; weightDecay: number[]; step: number }): void;
 }

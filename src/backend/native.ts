@@ -106,6 +106,32 @@ function makeBackend(n: NativeAddon): Backend {
     attentionBackward(q, k, v, mask, causal, scale, out, lse, dout, dq, dk, dv) {
       n.attentionBackward(q.data as Float32Array, q.offset, k.data as Float32Array, k.offset, v.data as Float32Array, v.offset, (mask?.data as Float32Array) ?? null, mask?.offset ?? 0, out.data as Float32Array, out.offset, lse.data as Float32Array, lse.offset, dout.data as Float32Array, dout.offset, dq.data as Float32Array, dk.data as Float32Array, dv.data as Float32Array, attnMeta(q, k, mask, causal), scale);
     },
+    batchNorm(x, weight, bias, training, eps, out, mean, variance, rstd) {
+      const vecs = [weight, bias, mean, variance, rstd];
+      if (!f32(x) || !f32(out) || !x.isContiguous() || !out.isContiguous() || !vecs.every((t) => !t || (f32(t) && t.isContiguous()))) {
+        return ref.fused.batchNorm!(x, weight, bias, training, eps, out, mean, variance, rstd);
+      }
+      const [N, C] = x.shape;
+      const S = N * C === 0 ? 0 : x.size / (N * C);
+      const d = (t: Tensor | null) => (t ? (t.data as Float32Array) : null);
+      n.batchNorm(x.data, x.offset, d(weight), weight?.offset ?? 0, d(bias), bias?.offset ?? 0, out.data, out.offset, mean.data as Float32Array, mean.offset, d(variance), variance?.offset ?? 0, rstd.data as Float32Array, rstd.offset, N, C, S, eps, training);
+    },
+    batchNormBackward(x, weight, mean, rstd, dy, training, dx, dweight, dbias) {
+      const ts = [x, weight, mean, rstd, dy, dx, dweight, dbias];
+      if (!ts.every((t) => !t || (f32(t) && t.isContiguous()))) return ref.fused.batchNormBackward!(x, weight, mean, rstd, dy, training, dx, dweight, dbias);
+      const [N, C] = x.shape;
+      const S = N * C === 0 ? 0 : x.size / (N * C);
+      const d = (t: Tensor | null) => (t ? (t.data as Float32Array) : null);
+      n.batchNormBackward(x.data as Float32Array, x.offset, d(weight), weight?.offset ?? 0, mean.data as Float32Array, mean.offset, rstd.data as Float32Array, rstd.offset, dy.data as Float32Array, dy.offset, d(dx), dx?.offset ?? 0, d(dweight), dweight?.offset ?? 0, d(dbias), dbias?.offset ?? 0, N, C, S, training);
+    },
+    clamp(x, lo, hi, out) {
+      if (!f32(x) || !f32(out) || !x.isContiguous() || !out.isContiguous()) return ref.fused.clamp!(x, lo, hi, out);
+      n.clamp(x.data, x.offset, out.data, out.offset, x.size, lo, hi);
+    },
+    clampBackward(x, dy, lo, hi, inclusive, dx) {
+      if (!f32(x) || !f32(dy) || !f32(dx) || !x.isContiguous() || !dy.isContiguous() || !dx.isContiguous()) return ref.fused.clampBackward!(x, dy, lo, hi, inclusive, dx);
+      n.clampBackward(x.data, x.offset, dy.data, dy.offset, dx.data, dx.offset, x.size, lo, hi, inclusive);
+    },
     adamw(params, grads, m, v, hp) {
       n.adamw(params, grads, m, v, Float64Array.from(hp.lr), Float64Array.from(hp.weightDecay), hp.beta1, hp.beta2, hp.eps, hp.step);
     },

@@ -7,6 +7,7 @@ import { type DType, isFloat, promote } from "../tensor/dtype.ts";
 import { DTypeError } from "../tensor/errors.ts";
 import { broadcastShapes } from "../tensor/shape.ts";
 import { type Tensor, full } from "../tensor/tensor.ts";
+import { canFuse, fusedClamp } from "./fused.ts";
 import { sumTo } from "./reduce.ts";
 import { defineOp } from "./table.ts";
 import { expandView } from "./view.ts";
@@ -148,8 +149,12 @@ export function where(cond: Tensor, a: TensorLike, b: TensorLike): Tensor {
   return whereOp([cond, ta, tb], undefined);
 }
 
-/** Clamps into [min, max] (either bound may be omitted). Gradient passes inside the range. */
+/**
+ * Clamps into [min, max] (either bound may be omitted). Gradient passes on lo <= x <= hi
+ * (`torch.clamp`). Float32 on a backend with the fused kernel: one pass, x is all the backward keeps.
+ */
 export function clamp(x: Tensor, lo?: number, hi?: number): Tensor {
+  if (canFuse("clamp", x)) return fusedClamp(x, lo ?? Number.NEGATIVE_INFINITY, hi ?? Number.POSITIVE_INFINITY, true);
   let y = x;
   if (lo !== undefined) y = where(lt(x, lo), lo, y);
   if (hi !== undefined) y = where(gt(x, hi), hi, y);

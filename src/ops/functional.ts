@@ -8,8 +8,8 @@ import { DTypeError, ShapeError, ValueError, fmtShape } from "../tensor/errors.t
 import { type Generator, defaultGenerator } from "../tensor/rng.ts";
 import { normDim } from "../tensor/shape.ts";
 import { type Tensor, arange, rand, tensor } from "../tensor/tensor.ts";
-import { abs, add, clamp, div, erf, exp, gt, log, mul, neg, relu, rsqrt, sigmoid, sub, tanh, where } from "./elementwise.ts";
-import { canFuse, fusedActivation, fusedAttention, fusedCrossEntropyRows, fusedNormLast, fusedSoftmaxLast } from "./fused.ts";
+import { abs, add, clamp, div, erf, exp, ge, gt, le, log, mul, neg, relu, rsqrt, sigmoid, sub, tanh, where } from "./elementwise.ts";
+import { canFuse, fusedActivation, fusedAttention, fusedBatchNorm, fusedClamp, fusedCrossEntropyRows, fusedNormLast, fusedSoftmaxLast } from "./fused.ts";
 import { gather } from "./indexing.ts";
 import { matmul } from "./linalg.ts";
 import { amax, logsumexp, mean, sum, variance } from "./reduce.ts";
@@ -45,8 +45,18 @@ export function leakyRelu(x: Tensor, slope = 0.01): Tensor {
   return where(gt(x, 0), x, mul(x, slope));
 }
 
+/** `F.relu6` = hardtanh(x, 0, 6). */
 export function relu6(x: Tensor): Tensor {
-  return clamp(x, 0, 6);
+  return hardtanh(x, 0, 6);
+}
+
+/**
+ * `F.hardtanh`: clamp into [lo, hi]; the gradient passes on lo < x < hi only (PyTorch's
+ * hardtanh_backward, unlike `clamp`'s closed range).
+ */
+export function hardtanh(x: Tensor, lo = -1, hi = 1): Tensor {
+  if (canFuse("clamp", x)) return fusedClamp(x, lo, hi, false);
+  return where(le(x, lo), lo, where(ge(x, hi), hi, x));
 }
 
 export function hardswish(x: Tensor): Tensor {
@@ -109,6 +119,11 @@ export interface BatchNormOptions {
  */
 export function batchNorm(x: Tensor, runningMean: Tensor | null, runningVar: Tensor | null, weight: Tensor | null, bias: Tensor | null, opts: BatchNormOptions): Tensor {
   const eps = opts.eps ?? 1e-5;
+  if (!opts.training && (!runningMean || !runningVar)) throw new ValueError("batchNorm: eval mode needs running statistics");
+  const statsOk = [runningMean, runningVar].every((t) => !t || t.dtype === x.dtype);
+  if (x.ndim >= 2 && statsOk && canFuse("batchNorm", x, weight, bias)) {
+    return fusedBatchNorm(x, runningMean, runningVar, weight, bias, opts.training, opts.momentum ?? 0.1, eps);
+  }
   const C = x.shape[1];
   const bshape = x.shape.map((d, i) => (i === 1 ? d : 1));
   const dims = x.shape.map((_, i) => i).filter((i) => i !== 1);

@@ -117,3 +117,99 @@ export function fusedAttention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | n
   const ins = mask ? [q, k, v, mask] : [q, k, v];
   return fusedAttnOp(ins, { causal, scale, hasMask: !!mask });
 }
+
+interface BatchNormAttrs {
+  training: boolean;
+  eps: number;
+  momentum: number;
+  hasWeight: boolean;
+  hasBias: boolean;
+  /** Training: updated in place when both are given. Eval: the statistics used. */
+  runningMean: Tensor | null;
+  runningVar: Tensor | null;
+}
+
+const fusedBatchNormOp = defineOp<BatchNormAttrs>({
+  name: "fusedBatchNorm",
+  infer: ([x]) => ({ shape: [...x.shape], dtype: x.dtype }),
+  forward: (be, out, ins, a) => {
+    const x = contiguous(ins[0]);
+    const w = a.hasWeight ? ins[1] : null;
+    const b = a.hasBias ? ins[a.hasWeight ? 2 : 1] : null;
+    const C = x.shape[1];
+    const mean = empty([C], x.dtype);
+    const rstd = empty([C], x.dtype);
+    const rm = a.runningMean;
+    const rv = a.runningVar;
+    if (a.training) {
+      const v = empty([C], x.dtype);
+      be.fused.batchNorm!(x, w, b, true, a.eps, out, mean, v, rstd);
+      if (rm && rv) {
+        // PyTorch: running = (1 - m) * running + m * batch, with the unbiased batch variance.
+        const n = x.size / C;
+        const m = a.momentum;
+        for (let c = 0; c < C; c++) {
+          const im = rm.offset + c * rm.strides[0];
+          const iv = rv.offset + c * rv.strides[0];
+          rm.data[im] = (1 - m) * (rm.data[im] as number) + m * (mean.data[c] as number);
+          rv.data[iv] = (1 - m) * (rv.data[iv] as number) + m * (v.data[c] as number) * (n / Math.max(1, n - 1));
+        }
+      }
+    } else {
+      for (let c = 0; c < C; c++) {
+        mean.data[c] = rm!.data[rm!.offset + c * rm!.strides[0]] as number;
+        // rsqrt of the dtype-rounded var + eps, as the composite computes it
+        const ve = x.dtype === "float32" ? Math.fround((rv!.data[rv!.offset + c * rv!.strides[0]] as number) + a.eps) : (rv!.data[rv!.offset + c * rv!.strides[0]] as number) + a.eps;
+        rstd.data[c] = 1 / Math.sqrt(ve);
+      }
+      be.fused.batchNorm!(x, w, b, false, a.eps, out, mean, null, rstd);
+    }
+    return { mean, rstd };
+  },
+  vjp: (g, ins, _y, a, saved) => {
+    const { mean, rstd } = saved as { mean: Tensor; rstd: Tensor };
+    const x = ins[0];
+    const w = a.hasWeight ? ins[1] : null;
+    const b = a.hasBias ? ins[a.hasWeight ? 2 : 1] : null;
+    const dx = x.requiresGrad ? empty(x.shape, x.dtype) : null;
+    const dw = w?.requiresGrad ? empty(w.shape, w.dtype) : null;
+    const db = b?.requiresGrad ? empty(b.shape, b.dtype) : null;
+    backend().fused.batchNormBackward!(contiguous(x), w, mean, rstd, contiguous(g), a.training, dx, dw, db);
+    const grads: (Tensor | null)[] = [dx];
+    if (w) grads.push(dw);
+    if (b) grads.push(db);
+    return grads;
+  },
+});
+
+/**
+ * `F.batch_norm` through the fused kernel: x (N, C, ...), float32 (float64 on the reference
+ * backend). Training updates the running buffers in place when both are given (momentum, unbiased
+ * variance); eval normalises with them. Gradients for x, weight and bias, each only when needed.
+ */
+export function fusedBatchNorm(x: Tensor, runningMean: Tensor | null, runningVar: Tensor | null, weight: Tensor | null, bias: Tensor | null, training: boolean, momentum: number, eps: number): Tensor {
+  const ins = [reshape(x, [x.shape[0], x.shape[1], -1])];
+  if (weight) ins.push(weight);
+  if (bias) ins.push(bias);
+  const attrs = { training, eps, momentum, hasWeight: !!weight, hasBias: !!bias, runningMean, runningVar };
+  return reshape(fusedBatchNormOp(ins, attrs), x.shape);
+}
+
+const fusedClampOp = defineOp<{ lo: number; hi: number; inclusive: boolean }>({
+  name: "fusedClamp",
+  infer: ([x]) => ({ shape: [...x.shape], dtype: x.dtype }),
+  forward: (be, out, [x], { lo, hi }) => be.fused.clamp!(contiguous(x), lo, hi, out),
+  vjp: (g, [x], _y, { lo, hi, inclusive }) => {
+    const dx = empty(x.shape, x.dtype);
+    backend().fused.clampBackward!(contiguous(x), contiguous(g), lo, hi, inclusive, dx);
+    return [dx];
+  },
+});
+
+/**
+ * Clamp into [lo, hi] through the fused kernel; the backward keeps only x (no masks).
+ * inclusive: gradient on lo <= x <= hi (`torch.clamp`); else on lo < x < hi (`hardtanh`, `relu6`).
+ */
+export function fusedClamp(x: Tensor, lo: number, hi: number, inclusive: boolean): Tensor {
+  return fusedClampOp([x], { lo, hi, inclusive });
+}

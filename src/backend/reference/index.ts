@@ -5,6 +5,7 @@
 import type { Backend, BinaryOp, Conv2dParams, Pool2dParams, ReduceOp, UnaryOp } from "../backend.ts";
 import type { Tensor } from "../../tensor/tensor.ts";
 import { contiguousStrides } from "../../tensor/shape.ts";
+import { referenceFused } from "./fused.ts";
 import { forEachIndex, offsetOf, offsets, readElem, values, writeElem } from "./strided.ts";
 
 const erf = (x: number): number => {
@@ -175,7 +176,7 @@ function adaptiveWindows(x: readonly number[], out: readonly number[], fn: (inBa
 
 export const referenceBackend: Backend = {
   name: "reference",
-  fused: {},
+  fused: { ...referenceFused },
 
   unary(op, x, out) {
     const f = UNARY[op];
