@@ -65,12 +65,17 @@ void sgemm_serial(long M, long N, long K, const float* A, long rsa, long csa, co
   impl().serial(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate);
 }
 
+// gemv.cc: the M <= 4 path (B streamed in place, not packed); false when B's layout does not suit it.
+bool sgemv_small(long M, long N, long K, const float* A, long rsa, long csa, const float* B, long rsb, long csb,
+                 float* C, long ldc, bool accumulate);
+
 // A (M,K) @ B (K,N): split C among the threads along M or along N, whichever repacks less
 // (each thread packs the operand it shares with the others).
 void sgemm(long M, long N, long K, const float* A, long rsa, long csa, const float* B, long rsb, long csb, float* C,
            long ldc, bool accumulate) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0) return zero_or_keep(M, N, C, ldc, accumulate);
+  if (M <= 4 && sgemv_small(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate)) return;
   Impl im = impl();
   int T = num_threads();
   double flops = 2.0 * M * N * K;
