@@ -4,6 +4,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "common.h"
 #include "kernels.h"
@@ -213,10 +216,28 @@ void clamp_backward(long n, const float* x, const float* dy, float lo, float hi,
   const long chunk = 32768, nt = (n + chunk - 1) / chunk;
   parallel_for(nt, [&](long t, int) {
     const long s = t * chunk, e = std::min(n, (t + 1) * chunk);
+    // branch-free (random signs would mispredict): dy AND an all-ones / all-zeros mask;
+    // "not outside" comparisons, so a NaN x passes dy
+    long i = s;
+#if defined(__SSE2__)
+    const __m128 vlo = _mm_set1_ps(lo), vhi = _mm_set1_ps(hi);
     if (inclusive)
-      for (long i = s; i < e; i++) dx[i] = (x[i] < lo || x[i] > hi) ? 0.f : dy[i];
+      for (; i + 4 <= e; i += 4) {
+        __m128 v = _mm_loadu_ps(x + i);
+        __m128 m = _mm_and_ps(_mm_cmpnlt_ps(v, vlo), _mm_cmpngt_ps(v, vhi));
+        _mm_storeu_ps(dx + i, _mm_and_ps(m, _mm_loadu_ps(dy + i)));
+      }
     else
-      for (long i = s; i < e; i++) dx[i] = (x[i] <= lo || x[i] >= hi) ? 0.f : dy[i];
+      for (; i + 4 <= e; i += 4) {
+        __m128 v = _mm_loadu_ps(x + i);
+        __m128 m = _mm_and_ps(_mm_cmpnle_ps(v, vlo), _mm_cmpnge_ps(v, vhi));
+        _mm_storeu_ps(dx + i, _mm_and_ps(m, _mm_loadu_ps(dy + i)));
+      }
+#endif
+    for (; i < e; i++) {
+      bool pass = inclusive ? !(x[i] < lo) && !(x[i] > hi) : !(x[i] <= lo) && !(x[i] >= hi);
+      dx[i] = pass ? dy[i] : 0.f;
+    }
   });
 }
 
