@@ -16,7 +16,8 @@
         "native/batchnorm.cc",
         "native/softmax.cc",
         "native/attention.cc",
-        "native/adamw.cc"
+        "native/adamw.cc",
+        "native/index.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],

@@ -74,3 +74,12 @@ void reduce_strided(int op, int nd, const long* shape, const long* xs, const lon
 void argmax_strided(int nd, const long* shape, const long* xs, int dim, const float* x, int32_t* out);
 void cumsum_strided(int nd, const long* shape, const long* xs, int dim, const float* x, float* out);
 }  // namespace tk
+
+namespace tk {
+// index.cc: x / src viewed as (outer, S|n, inner) with one stride per part; idx (n) with stride is.
+// Return the position of the first index outside [0, S) (nothing written), else -1.
+long index_select(long outer, long S, long inner, const float* x, long xso, long xss, long xsi, long n,
+                  const int32_t* idx, long is, float* out);
+long index_add(long outer, long S, long inner, float* dst, long n, const int32_t* idx, long is, const float* src,
+               long sso, long sss, long ssi);
+}  // namespace tk

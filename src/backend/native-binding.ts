@@ -60,6 +60,10 @@ export interface NativeAddon {
   attention(q: F32, qOff: number, k: F32, kOff: number, v: F32, vOff: number, mask: F32 | null, maskOff: number, out: F32, lse: F32, meta: I32, scale: number): void;
   attentionBackward(q: F32, qOff: number, k: F32, kOff: number, v: F32, vOff: number, mask: F32 | null, maskOff: number, out: F32, outOff: number, lse: F32, lseOff: number, dout: F32, doutOff: number, dq: F32, dk: F32, dv: F32, meta: I32, scale: number): void;
   adamw(params: F32[], grads: F32[], m: F32[], v: F32[], lr: Float64Array, wd: Float64Array, beta1: number, beta2: number, eps: number, step: number): void;
+  /** meta = [outer, S, inner, xStrides (3), n]; x strided, out contiguous; returns the first bad index position or -1. */
+  indexSelect(x: F32, xOff: number, idx: I32, idxOff: number, idxStride: number, out: F32, outOff: number, meta: I32): number;
+  /** meta = [outer, S, inner, srcStrides (3), n]; dst contiguous, src strided; returns the first bad index position or -1. */
+  indexAdd(dst: F32, dstOff: number, idx: I32, idxOff: number, idxStride: number, src: F32, srcOff: number, meta: I32): number;
   /** x (N, C, S) contiguous; training writes mean/var/rstd (C), else reads mean/rstd. */
   batchNorm(x: F32, xOff: number, w: F32 | null, wOff: number, b: F32 | null, bOff: number, out: F32, outOff: number, mean: F32, meanOff: number, variance: F32 | null, varOff: number, rstd: F32, rstdOff: number, N: number, C: number, S: number, eps: number, training: boolean): void;
   batchNormBackward(x: F32, xOff: number, w: F32 | null, wOff: number, mean: F32, meanOff: number, rstd: F32, rstdOff: number, dy: F32, dyOff: number, dx: F32 | null, dxOff: number, dw: F32 | null, dwOff: number, db: F32 | null, dbOff: number, N: number, C: number, S: number, training: boolean): void;

@@ -7,6 +7,7 @@ import type { Backend, BinaryOp, Conv2dParams, FusedKernels, Pool2dParams, Unary
 import { type NativeAddon, loadAddon } from "./native-binding.ts";
 import { referenceBackend as ref } from "./reference/index.ts";
 import type { Tensor } from "../tensor/tensor.ts";
+import { IndexError, fmtShape } from "../tensor/errors.ts";
 
 const UNARY_OPS: readonly UnaryOp[] = ["neg", "abs", "exp", "log", "sqrt", "rsqrt", "reciprocal", "sin", "cos", "tanh", "sigmoid", "relu", "sign", "erf", "floor"];
 const BINARY_OPS: readonly BinaryOp[] = ["add", "sub", "mul", "div", "pow", "maximum", "minimum", "eq", "ne", "lt", "le", "gt", "ge"];
@@ -63,6 +64,38 @@ function poolMeta(x: readonly number[], y: readonly number[], p: Pool2dParams | 
 
 function outOk(t: Tensor): t is Tensor & { data: Float32Array } {
   return f32(t) && t.offset === 0 && t.isContiguous();
+}
+
+/** One (size, stride) for dims [from, to) of a view, or null when they do not merge into one stride. */
+function mergeDims(shape: readonly number[], strides: readonly number[], from: number, to: number): [number, number] | null {
+  let size = 1;
+  let stride = 0;
+  for (let d = to - 1; d >= from; d--) {
+    if (shape[d] === 1) continue;
+    if (size === 1) stride = strides[d];
+    else if (strides[d] !== stride * size) return null;
+    size *= shape[d];
+  }
+  return [size, stride];
+}
+
+/** meta = [outer, S, inner, outer stride, dim stride, inner stride, n] of a view around `dim`, or null. */
+function rowsMeta(shape: readonly number[], strides: readonly number[], dim: number, n: number): Int32Array | null {
+  const o = mergeDims(shape, strides, 0, dim);
+  const i = mergeDims(shape, strides, dim + 1, shape.length);
+  if (!o || !i) return null;
+  META.set([o[0], shape[dim], i[0], o[1], strides[dim], i[1], n]);
+  return META;
+}
+
+/** The reference's error (src/ops/indexing.ts) for the index at `pos`, which the kernel rejected. */
+function indexError(op: string, index: Tensor, pos: number, t: Tensor, dim: number): IndexError {
+  const v = index.data[index.offset + pos * index.strides[0]];
+  return new IndexError(`${op}: index ${v} out of range for dim ${dim} of ${fmtShape(t.shape)} of size ${t.shape[dim]} (index shape ${fmtShape(index.shape)})`);
+}
+
+function indexOk(index: Tensor): boolean {
+  return index.dtype === "int32" && index.ndim === 1;
 }
 
 function makeBackend(n: NativeAddon): Backend {
@@ -202,8 +235,30 @@ function makeBackend(n: NativeAddon): Backend {
 
     gather: (x, dim, index, out) => ref.gather(x, dim, index, out),
     scatterAdd: (dst, dim, index, src) => ref.scatterAdd(dst, dim, index, src),
-    indexSelect: (x, dim, index, out) => ref.indexSelect(x, dim, index, out),
-    indexAdd: (dst, dim, index, src) => ref.indexAdd(dst, dim, index, src),
+    indexSelect(x, dim, index, out) {
+      if (!f32(x) || !outOk(out) || !indexOk(index)) return ref.indexSelect(x, dim, index, out);
+      let xs: { data: Float32Array; offset: number } = x;
+      let meta = rowsMeta(x.shape, x.strides, dim, index.shape[0]);
+      if (!meta) {
+        xs = contig(n, x);
+        meta = rowsMeta(x.shape, contiguousStrides(x.shape), dim, index.shape[0]) as Int32Array;
+      }
+      const bad = n.indexSelect(xs.data, xs.offset, index.data as Int32Array, index.offset, index.strides[0], out.data, 0, meta);
+      if (bad >= 0) throw indexError("indexSelect", index, bad, x, dim);
+    },
+
+    indexAdd(dst, dim, index, src) {
+      if (!outOk(dst) || !f32(src) || !indexOk(index)) return ref.indexAdd(dst, dim, index, src);
+      let ss: { data: Float32Array; offset: number } = src;
+      let meta = rowsMeta(src.shape, src.strides, dim, index.shape[0]);
+      if (!meta) {
+        ss = contig(n, src);
+        meta = rowsMeta(src.shape, contiguousStrides(src.shape), dim, index.shape[0]) as Int32Array;
+      }
+      meta[1] = dst.shape[dim];
+      const bad = n.indexAdd(dst.data, 0, index.data as Int32Array, index.offset, index.strides[0], ss.data, ss.offset, meta);
+      if (bad >= 0) throw indexError("indexAdd", index, bad, dst, dim);
+    },
 
     conv2d(x, w, out, p) {
       if (!f32(x) || !f32(w) || !f32(out) || !out.isContiguous()) return ref.conv2d(x, w, out, p);
