@@ -38,8 +38,8 @@ import { UsageError } from "./config-schema.ts";
 
 export { UsageError };
 
-/** The CLI's three tasks. */
-export type CliTask = "text-classification" | "causal-lm" | "image-classification";
+/** The CLI's tasks. */
+export type CliTask = "text-classification" | "token-classification" | "causal-lm" | "image-classification";
 
 /** Native backend when built (TUNEKIT_BACKEND overrides), as `import "tunekit"` does. */
 export async function setupBackend(): Promise<void> {
@@ -69,6 +69,7 @@ export function pickTask(given: CliTask | undefined, modelTask: Task, dataPath: 
   if (given) return given;
   if (modelTask === "image-classification" || (dataPath && isDir(dataPath))) return "image-classification";
   if (modelTask === "causal-lm") return "causal-lm";
+  if (modelTask === "token-classification") return "token-classification";
   return "text-classification";
 }
 
@@ -205,7 +206,7 @@ export async function prepareRun(c: CliConfig): Promise<PreparedRun> {
       train: d.train as string,
       ...(d.validation ? { validation: d.validation } : {}),
       ...(d.test ? { test: d.test } : {}),
-      task: task === "causal-lm" ? "causal-lm" : "text-classification",
+      task: task === "causal-lm" || task === "token-classification" ? task : "text-classification",
       tokenizer: tok,
       ...(d.columns ? { columns: d.columns } : {}),
       ...(d.format ? { format: d.format } : {}),

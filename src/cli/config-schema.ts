@@ -41,7 +41,7 @@ const earlyStopping = z.strictObject({
 const modelSection = z.strictObject({
   path: z.string().min(1).optional().describe("model folder or hf:owner/name[@revision] (required)"),
   task: z
-    .enum(["text-classification", "causal-lm", "image-classification"])
+    .enum(["text-classification", "token-classification", "causal-lm", "image-classification"])
     .optional()
     .describe("default: image-classification for an image folder, else from the model's config.json"),
   numLabels: posInt.optional().describe("classifier size; default: the number of labels in the data"),
@@ -110,6 +110,8 @@ const dataSection = z.strictObject({
       prompt: z.string().optional(),
       completion: z.string().optional(),
       messages: z.string().optional(),
+      tokens: z.string().optional(),
+      tags: z.string().optional(),
     })
     .optional()
     .describe("field -> column name in the file"),

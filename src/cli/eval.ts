@@ -24,7 +24,7 @@ import {
   UsageError,
 } from "./common.ts";
 
-const FIELDS = ["text", "text_pair", "label", "prompt", "completion", "messages"];
+const FIELDS = ["text", "text_pair", "label", "prompt", "completion", "messages", "tokens", "tags"];
 
 function column(v: string, prev: ColumnMap = {}): ColumnMap {
   const [k, name] = v.split("=");
@@ -57,7 +57,7 @@ export async function evalData(m: InferenceModel, o: Opts): Promise<{ src: EvalS
   if (!m.tokenizer) throw new UsageError(`${m.source}: no tokenizer.json; text evaluation needs the tokenizer`);
   const data = await prepareTextData({
     train: o.data,
-    task: m.task === "causal-lm" ? "causal-lm" : "text-classification",
+    task: m.task === "causal-lm" || m.task === "token-classification" ? m.task : "text-classification",
     tokenizer: m.tokenizer,
     ...(m.task !== "causal-lm" && m.labels ? { labels: m.labels } : {}),
     ...(o.column ? { columns: o.column } : {}),

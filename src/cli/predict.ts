@@ -1,6 +1,7 @@
 /**
  * `tunekit predict`: the top-k classes with probabilities for each input. Image models take image
- * files; text classifiers take `--input "text"` (repeatable) or text files (one input per line).
+ * files; text classifiers take `--input "text"` (repeatable) or text files (one input per line); a
+ * token classifier tags each whitespace-separated word.
  * A causal LM is sent to `tunekit generate` (with `--input` as the prompt).
  *
  * @example
@@ -30,6 +31,8 @@ interface Opts {
 export interface Prediction {
   input: string;
   top: { label: string; id: number; probability: number }[];
+  /** Token classification: each whitespace-separated word with its top-k tags (from its first sub-token). */
+  words?: { word: string; top: Prediction["top"] }[];
 }
 
 /** Softmax of row `r` of a (N, K) logits array, top `k` by probability. */
@@ -78,6 +81,7 @@ async function predictImages(m: InferenceModel, files: string[], o: Opts): Promi
 function predictTexts(m: InferenceModel, texts: string[], o: Opts): Prediction[] {
   const tok = m.tokenizer;
   if (!tok) throw new UsageError(`${m.source}: no tokenizer.json; text prediction needs the tokenizer`);
+  if (m.task === "token-classification") return texts.map((t) => predictWords(m, t, o));
   return texts.map((t) => {
     const ids = tok.encode(t).ids;
     const T = ids.length;
@@ -140,6 +144,32 @@ export async function main(argv: string[]): Promise<void> {
   for (const p of preds) {
     lines.push(p.input);
     for (const t of p.top) lines.push(`  ${(100 * t.probability).toFixed(2).padStart(6)}%  ${t.label}`);
+    for (const w of p.words ?? [])
+      lines.push(`  ${w.word}\t${w.top.map((t) => `${t.label} ${(100 * t.probability).toFixed(1)}%`).join("  ")}`);
   }
   process.stdout.write(`${lines.join("\n")}\n`);
+}
+
+/** Tags per word, read at each word's first sub-token (as the trainer labels them). */
+function predictWords(m: InferenceModel, text: string, o: Opts): Prediction {
+  const words = text.split(/\s+/).filter(Boolean);
+  if (words.length === 0) return { input: text, top: [], words: [] };
+  const enc = m.tokenizer!.encodeWords(words);
+  const T = enc.ids.length;
+  const logits = noGrad(
+    () =>
+      (m.model as unknown as Forward).forward({
+        inputIds: new Tensor(Int32Array.from(enc.ids), "int32", [1, T]),
+        attentionMask: new Tensor(new Int32Array(T).fill(1), "int32", [1, T]),
+        ...(enc.tokenTypeIds ? { tokenTypeIds: new Tensor(Int32Array.from(enc.tokenTypeIds), "int32", [1, T]) } : {}),
+      }).logits,
+  );
+  const K = logits.shape[logits.ndim - 1];
+  const v = logits.toFloat64Array();
+  const out: { word: string; top: Prediction["top"] }[] = [];
+  enc.wordIds.forEach((w, t) => {
+    if (w !== null && (t === 0 || enc.wordIds[t - 1] !== w))
+      out.push({ word: words[w]!, top: topKRow(v, t, K, o.topK, m.labels) });
+  });
+  return { input: text, top: [], words: out };
 }

@@ -97,7 +97,12 @@ export function configCommand(name: string, description: string): Command {
     .option("--data <path>", "training file, image folder or image list (data.train)")
     .option("--validation <path>", "validation file (data.validation)")
     .addOption(
-      new Option("--task <task>", "model.task").choices(["text-classification", "causal-lm", "image-classification"]),
+      new Option("--task <task>", "model.task").choices([
+        "text-classification",
+        "token-classification",
+        "causal-lm",
+        "image-classification",
+      ]),
     )
     .option("--strategy <s>", "head | top:N | full | two-phase | lora (strategy)")
     .option("--epochs <n>", "train.epochs", posInt)

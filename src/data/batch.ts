@@ -40,6 +40,8 @@ export interface EncodedExample {
   label?: number | number[];
   /** Causal LM: per-token labels, -100 where no loss applies. */
   labels?: number[];
+  /** Token classification: a class id per token, -100 where no loss applies (not shifted). */
+  tokenLabels?: number[];
   /** Packed blocks: position within each document. */
   positionIds?: number[];
   /** Packed blocks: 1, 2, ... per document (0 is padding). */
@@ -129,6 +131,17 @@ export function collate(
 function collateLabels(examples: readonly EncodedExample[], T: number): { labels: Tensor; numTargets: number } {
   const B = examples.length;
   const first = examples[0]!;
+  if (first.tokenLabels) {
+    const out = new Int32Array(B * T).fill(IGNORE_INDEX);
+    let n = 0;
+    examples.forEach((e, b) => {
+      if (!e.tokenLabels)
+        throw new DataError("batch", "bad_option", "cannot mix token-classification and other examples");
+      out.set(e.tokenLabels, b * T);
+      for (const l of e.tokenLabels) if (l !== IGNORE_INDEX) n++;
+    });
+    return { labels: tensor(out, { shape: [B, T] }), numTargets: n };
+  }
   if (first.labels) {
     const out = new Int32Array(B * T).fill(IGNORE_INDEX);
     let n = 0;

@@ -261,6 +261,52 @@ export class Tokenizer {
   }
 
   /**
+   * Encodes text already split into words (transformers' `is_split_into_words=True`), for token
+   * classification. Each word is tokenized on its own; byte-level BPE tokenizers get a space before
+   * every word, as with `add_prefix_space=True`, which transformers requires for split words.
+   * `wordIds[t]` is the word that token t came from, `null` for special tokens. Truncation keeps
+   * whole leading tokens up to `maxLength` (special tokens included).
+   *
+   * @example
+   * ```ts
+   * tok.encodeWords(["EU", "rejects", "German"]).wordIds; // [null, 0, 1, 1, 2, null] for a BERT tokenizer
+   * ```
+   */
+  encodeWords(
+    words: readonly string[],
+    options: Omit<EncodeOptions, "textPair"> = {},
+  ): Encoding & { wordIds: (number | null)[] } {
+    const add = options.addSpecialTokens ?? true;
+    const prefix = this.isByteLevel() ? " " : "";
+    let pieces: string[] = [];
+    let owner: number[] = [];
+    words.forEach((w, i) => {
+      const t = this.hf.tokenize(prefix + w, { add_special_tokens: false });
+      pieces.push(...t);
+      owner.push(...t.map(() => i));
+    });
+    if (options.truncation) {
+      const budget = this.truncationBudget(options, add, false);
+      pieces = pieces.slice(0, budget);
+      owner = owner.slice(0, budget);
+    }
+    const enc = this.postProcess(pieces, null, undefined, undefined, add);
+    const laid = this.runPostProcessor(
+      pieces.map((_, i) => `\u0000A${i}`),
+      null,
+      add,
+    ).tokens;
+    const wordIds = laid.map((t) => (t.startsWith("\u0000A") ? owner[Number(t.slice(2))]! : null));
+    return { ...enc, wordIds };
+  }
+
+  /** Whether the pre-tokenizer is (or contains) ByteLevel: GPT-2, RoBERTa, Llama 3, Qwen2. */
+  private isByteLevel(): boolean {
+    const pre = this.tokenizerJson.pre_tokenizer as { type?: string; pretokenizers?: { type?: string }[] } | null;
+    return pre?.type === "ByteLevel" || (pre?.pretokenizers ?? []).some((p) => p?.type === "ByteLevel");
+  }
+
+  /**
    * Encodes several texts, optionally padding them to one length (with `pad_token`, on the side
    * given by `padding_side` in tokenizer_config.json, default right).
    */

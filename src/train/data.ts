@@ -304,7 +304,7 @@ export function evalSource(spec: DataSpec | EvalSource, o: { batchSize: number }
       },
       describe(i: number) {
         const s = sources?.[examples[i]?.origins[0] ?? i] as unknown as Record<string, unknown> | undefined;
-        const t = s?.text ?? s?.prompt;
+        const t = s?.text ?? s?.prompt ?? (Array.isArray(s?.tokens) ? s.tokens.join(" ") : undefined);
         return typeof t === "string" ? { text: t } : {};
       },
     };

@@ -9,6 +9,9 @@
  * - `causal-lm`: `text` (plain language modelling), or `prompt` + `completion`, or `messages`
  *   (a list of `{role, content}` rendered with the chat template). The first of these found in
  *   the file is used unless `lmFormat` says which.
+ * - `token-classification` (NER, POS): `tokens`, a list of words, and `tags`, one label per word
+ *   (names or ids; a JSON list, or a whitespace-separated string in CSV/TSV), as in the Hugging
+ *   Face `conll2003` layout (map `tags: "ner_tags"`).
  *
  * @example
  * ```ts
@@ -22,7 +25,7 @@ import { describe, isIntegerLike, LabelSet, type ProblemType } from "./labels.ts
 import { type DataFormat, type DataRecord, readRecords } from "./read.ts";
 
 /** Tasks with a text data pipeline. */
-export type TextTask = "text-classification" | "causal-lm";
+export type TextTask = "text-classification" | "causal-lm" | "token-classification";
 
 /** How a causal-LM file is laid out. */
 export type LmFormat = "text" | "prompt-completion" | "messages";
@@ -35,6 +38,8 @@ export interface ColumnMap {
   prompt?: string;
   completion?: string;
   messages?: string;
+  tokens?: string;
+  tags?: string;
 }
 
 /** Options for {@link loadTextDataset}. */
@@ -73,7 +78,14 @@ export type LmExample =
   | (Source & { kind: "prompt-completion"; prompt: string; completion: string })
   | (Source & { kind: "messages"; messages: ChatMessage[] });
 
-export type TextExample = ClassificationExample | LmExample;
+/** One token-classification example: words and one class id per word. */
+export interface TokenExample extends Source {
+  kind: "tokens";
+  tokens: string[];
+  tags: number[];
+}
+
+export type TextExample = ClassificationExample | LmExample | TokenExample;
 
 /** A loaded dataset. */
 export interface TextDataset<E extends TextExample = TextExample> {
@@ -98,6 +110,7 @@ function plan(
   options: LoadTextOptions,
 ): { required: Field[]; optional: Field[]; lm?: LmFormat } {
   if (task === "text-classification") return { required: ["text", "label"], optional: ["text_pair"] };
+  if (task === "token-classification") return { required: ["tokens", "tags"], optional: [] };
   const has = (f: Field) => col(f, options) in first.values;
   const lm: LmFormat =
     options.lmFormat ??
@@ -170,6 +183,7 @@ export async function loadTextDataset(path: string, options: LoadTextOptions): P
   skipped.sort((a, b) => a.line - b.line);
   const ds: TextDataset = { file: path, task: options.task, examples: [], skipped };
   if (fields?.lm) ds.lmFormat = fields.lm;
+  if (options.task === "token-classification") return resolveTags(ds, pending, given, options, skipInvalid);
   if (problemType === undefined) {
     ds.examples = pending.map((p) => p.ex);
     return ds;
@@ -260,11 +274,85 @@ function toExample(
     }
     return { ex, rawLabel: label };
   }
+  if (options.task === "token-classification") {
+    const tokens = wordList(get("tokens"), rec, col("tokens", options));
+    const tags = wordList(get("tags"), rec, col("tags", options), true);
+    if (tags.length !== tokens.length)
+      throw new DataError(
+        rec.file,
+        "bad_value",
+        `${tokens.length} tokens but ${tags.length} tags; each word needs exactly one tag`,
+        { line: rec.line, key: col("tags", options) },
+      );
+    if (tokens.length === 0) throw badValue(rec, col("tokens", options), "a non-empty list of words", []);
+    const ex: TokenExample = { kind: "tokens", ...src, tokens: tokens as string[], tags: [] };
+    if (given) ex.tags = tags.map((t) => given.resolve(t, rec.file, rec.line));
+    return { ex, rawLabel: tags };
+  }
   if (fields.lm === "messages")
     return { ex: { kind: "messages", ...src, messages: readMessages(get("messages"), rec, col("messages", options)) } };
   if (fields.lm === "prompt-completion")
     return { ex: { kind: "prompt-completion", ...src, prompt: str("prompt")!, completion: str("completion")! } };
   return { ex: { kind: "text", ...src, text: str("text")! } };
+}
+
+/** A list cell: a JSON list, or (CSV/TSV) a JSON list in a string or whitespace-separated items. */
+function wordList(v: unknown, rec: DataRecord, name: string, tags = false): unknown[] {
+  const list =
+    typeof v === "string"
+      ? v.trim().startsWith("[")
+        ? parseJsonCell(v, rec, name)
+        : v.split(/\s+/).filter(Boolean)
+      : v;
+  const ok = (x: unknown) => typeof x === "string" || (tags && isIntegerLike(x));
+  if (!Array.isArray(list) || !list.every(ok))
+    throw badValue(rec, name, tags ? "a list of tag names or ids" : "a list of words (strings)", v);
+  if (!tags && list.some((w) => (w as string).length === 0)) throw badValue(rec, name, "words that are not empty", v);
+  return list;
+}
+
+/** Token classification: the tag set (given, or inferred from every tag) and each word's class id. */
+function resolveTags(
+  ds: TextDataset,
+  pending: { ex: TextExample; rawLabel?: unknown }[],
+  given: LabelSet | undefined,
+  options: LoadTextOptions,
+  skipInvalid: boolean,
+): TextDataset {
+  const labels =
+    given ??
+    LabelSet.infer(
+      pending.map((p) => p.rawLabel),
+      ds.file,
+    );
+  ds.labels = labels;
+  for (const p of pending) {
+    const ex = p.ex as TokenExample;
+    try {
+      if (!given) ex.tags = (p.rawLabel as unknown[]).map((t) => labels.resolve(t, ex.file, ex.line));
+      ds.examples.push(ex);
+    } catch (err) {
+      if (!(err instanceof DataError) || !skipInvalid) throw err;
+      ds.skipped.push(err.toSkipped());
+    }
+  }
+  ds.skipped.sort((a, b) => a.line - b.line);
+  if (ds.examples.length === 0)
+    throw new DataError(
+      ds.file,
+      "empty_dataset",
+      `the dataset has no valid records (all ${ds.skipped.length} were skipped)`,
+    );
+  if (options.labels === undefined && labels.size < 2)
+    throw new DataError(
+      ds.file,
+      "bad_labels",
+      `only one tag (${quoteList(labels.names)}); token classification needs at least two`,
+      {
+        key: col("tags", options),
+      },
+    );
+  return ds;
 }
 
 function badValue(rec: DataRecord, name: string, want: string, got: unknown): DataError {

@@ -9,6 +9,9 @@
  *   labels are -100 on the prompt, so only the completion (and its EOS) is trained.
  * - `messages`: rendered with the chat template; labels only on assistant turns
  *   (`Tokenizer.applyChatTemplateWithMask`).
+ * - Token classification: words encoded with `Tokenizer.encodeWords`; each word's tag goes on its
+ *   first sub-token, the other sub-tokens and special tokens get -100 (transformers' `run_ner`
+ *   default), so predictions and metrics are per word.
  * An LM example with no trained token (e.g. the completion was truncated away) is a
  * `DataError` naming its `file:line`, so a run never starts on it.
  *
@@ -21,7 +24,15 @@
 import type { Tokenizer } from "../../tokenize/tokenizer.ts";
 import { countTargets, type EncodedExample, IGNORE_INDEX } from "../batch.ts";
 import { DataError, type SkippedLine } from "../errors.ts";
-import type { ClassificationExample, LmExample, LmFormat, TextDataset, TextExample, TextTask } from "./dataset.ts";
+import type {
+  ClassificationExample,
+  LmExample,
+  LmFormat,
+  TextDataset,
+  TextExample,
+  TextTask,
+  TokenExample,
+} from "./dataset.ts";
 import type { LabelSet, ProblemType } from "./labels.ts";
 
 /** Options for {@link encodeTextDataset}. */
@@ -127,6 +138,10 @@ export function encodeTextDataset(
       ...(ds.labels ? { labels: ds.labels } : {}),
       ...(ds.problemType ? { problemType: ds.problemType } : {}),
     };
+  }
+  if (ds.task === "token-classification") {
+    const enc = encodeTokens(ds as TextDataset<TokenExample>, tokenizer, maxLength);
+    return { ...base, ...enc, packed: false, ...(ds.labels ? { labels: ds.labels } : {}) };
   }
   const lmFormat = ds.lmFormat ?? "text";
   const packing = options.packing ?? lmFormat === "text";
@@ -236,6 +251,32 @@ function encodeClassification(
     stats: lengthStats(lengths, truncated, maxLength, tokens),
     ...(K !== undefined ? { numLabels: K } : {}),
   };
+}
+
+function encodeTokens(
+  ds: TextDataset<TokenExample>,
+  tok: Tokenizer,
+  maxLength: number,
+): { examples: EncodedExample[]; stats: LengthStats } {
+  const lengths: number[] = [];
+  let truncated = 0;
+  let tokens = 0;
+  const examples = ds.examples.map((ex, i): EncodedExample => {
+    let enc = tok.encodeWords(ex.tokens);
+    lengths.push(enc.ids.length);
+    if (enc.ids.length > maxLength) {
+      truncated++;
+      enc = tok.encodeWords(ex.tokens, { truncation: true, maxLength });
+    }
+    tokens += enc.ids.length;
+    const tokenLabels = enc.wordIds.map((w, t) =>
+      w === null || (t > 0 && enc.wordIds[t - 1] === w) ? IGNORE_INDEX : ex.tags[w]!,
+    );
+    const out: EncodedExample = { inputIds: enc.ids, origins: [i], tokenLabels };
+    if (enc.tokenTypeIds) out.tokenTypeIds = enc.tokenTypeIds;
+    return out;
+  });
+  return { examples, stats: lengthStats(lengths, truncated, maxLength, tokens) };
 }
 
 function toLabel(ex: ClassificationExample, multi: boolean, K: number | undefined): number | number[] {
