@@ -1,6 +1,6 @@
 /**
  * Kernel benchmark: native SGEMM, conv2d and attention against PyTorch on the same machine and
- * thread count, plus the machine's FMA peak. `npm run bench:kernels [-- --quick]`.
+ * thread count, plus the machine's FMA peak. `npm run bench:kernels [-- --quick] [--filter=REGEX] [--budget=SECONDS]`.
  * PyTorch runs in the same process run through `/usr/bin/python3` (skipped, with a note, when
  * `import torch` fails). Times are the best of several repetitions (the machine is shared).
  */
@@ -12,11 +12,28 @@ import { loadAddon } from "../src/backend/native-binding.ts";
 import { Tensor } from "../src/tensor/tensor.ts";
 
 const quick = process.argv.includes("--quick");
-const BUDGET = quick ? 0.15 : 0.6; // seconds of repetitions per case
+// --filter=REGEX keeps only the cases whose name matches (e.g. --filter=resnet18 while iterating).
+const filterArg = process.argv.find((a) => a.startsWith("--filter="));
+const filter = filterArg ? new RegExp(filterArg.slice("--filter=".length)) : null;
+// --budget=SECONDS overrides the seconds of repetitions per case (more = steadier on a busy machine).
+const budgetArg = process.argv.find((a) => a.startsWith("--budget="));
+const BUDGET = budgetArg ? Number(budgetArg.slice("--budget=".length)) : quick ? 0.15 : 0.6;
 
 type Case =
   | { kind: "gemm"; name: string; M: number; N: number; K: number }
-  | { kind: "conv"; name: string; N: number; C: number; H: number; W: number; O: number; k: number; s: number; p: number; g: number }
+  | {
+      kind: "conv";
+      name: string;
+      N: number;
+      C: number;
+      H: number;
+      W: number;
+      O: number;
+      k: number;
+      s: number;
+      p: number;
+      g: number;
+    }
   | { kind: "attn"; name: string; B: number; H: number; T: number; D: number; causal: boolean };
 
 function rand(shape: number[]): Tensor {
@@ -139,7 +156,11 @@ class Torch {
   }
   static async start(threads: number): Promise<Torch | { error: string }> {
     const probe = spawnSync("/usr/bin/python3", ["-c", "import torch"], { encoding: "utf8" });
-    if (probe.status !== 0) return { error: "PyTorch columns skipped: install it with `apt-get install -y python3-torch libopenblas0-pthread` (check: /usr/bin/python3 -c 'import torch')" };
+    if (probe.status !== 0)
+      return {
+        error:
+          "PyTorch columns skipped: install it with `apt-get install -y python3-torch libopenblas0-pthread` (check: /usr/bin/python3 -c 'import torch')",
+      };
     const t = new Torch(threads);
     const first = await t.lines.next();
     if (first.done || first.value !== "ready") return { error: "PyTorch worker failed to start" };
@@ -158,23 +179,47 @@ class Torch {
 
 function cases(): Case[] {
   const out: Case[] = [];
-  for (const n of quick ? [128, 512, 1024] : [128, 256, 512, 1024, 2048]) out.push({ kind: "gemm", name: `sgemm ${n}^3`, M: n, N: n, K: n });
-  const tr: [number, number, number][] = quick ? [[1024, 768, 768], [1024, 3072, 768]] : [[1024, 768, 768], [1024, 3072, 768], [1024, 768, 3072], [1024, 50257, 768]];
+  for (const n of quick ? [128, 512, 1024] : [128, 256, 512, 1024, 2048])
+    out.push({ kind: "gemm", name: `sgemm ${n}^3`, M: n, N: n, K: n });
+  const tr: [number, number, number][] = quick
+    ? [
+        [1024, 768, 768],
+        [1024, 3072, 768],
+      ]
+    : [
+        [1024, 768, 768],
+        [1024, 3072, 768],
+        [1024, 768, 3072],
+        [1024, 50257, 768],
+      ];
   for (const [M, N, K] of tr) out.push({ kind: "gemm", name: `sgemm ${M}x${N}x${K} (MxNxK)`, M, N, K });
   const nb = quick ? 2 : 8;
   const resnet: [string, number, number, number, number, number, number][] = [
-    ["conv1 7x7/2", 3, 224, 64, 7, 2, 3], ["layer1 3x3", 64, 56, 64, 3, 1, 1], ["layer2 3x3/2", 64, 56, 128, 3, 2, 1], ["layer2 3x3", 128, 28, 128, 3, 1, 1],
-    ["layer2 down 1x1/2", 64, 56, 128, 1, 2, 0], ["layer3 3x3", 256, 14, 256, 3, 1, 1], ["layer4 3x3", 512, 7, 512, 3, 1, 1],
+    ["conv1 7x7/2", 3, 224, 64, 7, 2, 3],
+    ["layer1 3x3", 64, 56, 64, 3, 1, 1],
+    ["layer2 3x3/2", 64, 56, 128, 3, 2, 1],
+    ["layer2 3x3", 128, 28, 128, 3, 1, 1],
+    ["layer2 down 1x1/2", 64, 56, 128, 1, 2, 0],
+    ["layer3 3x3", 256, 14, 256, 3, 1, 1],
+    ["layer4 3x3", 512, 7, 512, 3, 1, 1],
   ];
-  for (const [name, C, H, O, k, s, p] of quick ? resnet.slice(1, 4) : resnet) out.push({ kind: "conv", name: `resnet18 ${name} ${C}->${O} @${H} N=${nb}`, N: nb, C, H, W: H, O, k, s, p, g: 1 });
+  for (const [name, C, H, O, k, s, p] of quick ? resnet.slice(1, 4) : resnet)
+    out.push({ kind: "conv", name: `resnet18 ${name} ${C}->${O} @${H} N=${nb}`, N: nb, C, H, W: H, O, k, s, p, g: 1 });
   const mbv2: [string, number, number, number, number, number, number, number][] = [
-    ["dw 3x3", 144, 56, 144, 3, 1, 1, 144], ["dw 3x3/2", 144, 56, 144, 3, 2, 1, 144], ["dw 3x3", 384, 14, 384, 3, 1, 1, 384], ["pw 1x1", 24, 56, 144, 1, 1, 0, 1],
-    ["pw 1x1", 144, 56, 24, 1, 1, 0, 1], ["pw 1x1", 320, 7, 1280, 1, 1, 0, 1],
+    ["dw 3x3", 144, 56, 144, 3, 1, 1, 144],
+    ["dw 3x3/2", 144, 56, 144, 3, 2, 1, 144],
+    ["dw 3x3", 384, 14, 384, 3, 1, 1, 384],
+    ["pw 1x1", 24, 56, 144, 1, 1, 0, 1],
+    ["pw 1x1", 144, 56, 24, 1, 1, 0, 1],
+    ["pw 1x1", 320, 7, 1280, 1, 1, 0, 1],
   ];
-  for (const [name, C, H, O, k, s, p, g] of quick ? mbv2.slice(0, 4) : mbv2) out.push({ kind: "conv", name: `mobilenetv2 ${name} ${C}->${O} @${H} N=${nb}`, N: nb, C, H, W: H, O, k, s, p, g });
-  for (const T of [256, 1024]) out.push({ kind: "attn", name: `attention causal B=2 H=12 T=${T} D=64`, B: 2, H: 12, T, D: 64, causal: true });
-  if (!quick) out.push({ kind: "attn", name: "attention full B=2 H=12 T=1024 D=64", B: 2, H: 12, T: 1024, D: 64, causal: false });
-  return out;
+  for (const [name, C, H, O, k, s, p, g] of quick ? mbv2.slice(0, 4) : mbv2)
+    out.push({ kind: "conv", name: `mobilenetv2 ${name} ${C}->${O} @${H} N=${nb}`, N: nb, C, H, W: H, O, k, s, p, g });
+  for (const T of [256, 1024])
+    out.push({ kind: "attn", name: `attention causal B=2 H=12 T=${T} D=64`, B: 2, H: 12, T, D: 64, causal: true });
+  if (!quick)
+    out.push({ kind: "attn", name: "attention full B=2 H=12 T=1024 D=64", B: 2, H: 12, T: 1024, D: 64, causal: false });
+  return filter ? out.filter((c) => filter.test(c.name)) : out;
 }
 
 async function main(): Promise<void> {
@@ -195,7 +240,9 @@ async function main(): Promise<void> {
     peakMs = Math.min(peakMs, performance.now() - t);
   }
   const peak = flops / peakMs / 1e6;
-  console.log(`tunekit native: isa=${isa} threads=${threads}; FMA peak (register-only) ${peak.toFixed(1)} GFLOP/s${quick ? " [quick]" : ""}`);
+  console.log(
+    `tunekit native: isa=${isa} threads=${threads}; FMA peak (register-only) ${peak.toFixed(1)} GFLOP/s${quick ? " [quick]" : ""}`,
+  );
   const list = cases();
   const torchProc = await Torch.start(threads);
   if ("error" in torchProc) console.log(`(${torchProc.error})`);
@@ -237,12 +284,22 @@ async function main(): Promise<void> {
         tg = (fl / tms / 1e6).toFixed(1);
         ratio = `${(tms / ms).toFixed(2)}x`;
       }
-      rows.push([c.name, pass, ms.toFixed(2), g.toFixed(1), c.kind === "gemm" ? `${((100 * g) / peak).toFixed(0)}%` : "", tg, ratio]);
+      rows.push([
+        c.name,
+        pass,
+        ms.toFixed(2),
+        g.toFixed(1),
+        c.kind === "gemm" ? `${((100 * g) / peak).toFixed(0)}%` : "",
+        tg,
+        ratio,
+      ]);
     });
   });
   const w = rows[0].map((_, k) => Math.max(...rows.map((r) => r[k].length)));
   for (const r of rows) console.log(r.map((s, k) => (k === 0 ? s.padEnd(w[k]) : s.padStart(w[k]))).join("  "));
-  console.log("ratio = torch time / our time (> 1: we are faster). Best of repetitions; the machine is shared, expect noise.");
+  console.log(
+    "ratio = torch time / our time (> 1: we are faster). Best of repetitions; the machine is shared, expect noise.",
+  );
 }
 
 await main();

@@ -53,6 +53,28 @@ void sgemm_serial(long M, long N, long K, const float* A, long rsa, long csa, co
 void sgemm_batched(long nb, const long* aoff, const long* boff, const long* coff, long M, long N, long K,
                    const float* A, long rsa, long csa, const float* B, long rsb, long csb, float* C, long ldc,
                    bool accumulate);
+// Implicit-operand GEMM for callers that build B on the fly (convolution without im2col).
+// BPacker::fn(ctx, k0, kc, j0, nr, NR, dst) writes B[k0:k0+kc, j0:j0+nr] as kc rows of NR floats
+// (dst[k * NR + j]), columns nr..NR-1 zero. CEmitter::fn(ctx, j0, nr, c, ldc) receives the
+// finished columns C[:, j0:j0+nr] (row i at c + i * ldc) instead of C being written.
+struct BPacker {
+  void (*fn)(const void* ctx, long k0, long kc, long j0, long nr, long NR, float* dst);
+  const void* ctx;
+};
+struct CEmitter {
+  void (*fn)(const void* ctx, long j0, long nr, const float* c, long ldc);
+  const void* ctx;
+};
+// C (M,N) [+]= A (M,K) @ B (K,N) on the calling thread, B from pb (or strided B when pb.fn is
+// null), C to emit when emit.fn is set (then C/ldc/accumulate are unused). a_packed: A is the
+// output of sgemm_pack_a (shared by several calls), rsa/csa unused. Scratch slots 0-2.
+void sgemm_panels_serial(long M, long N, long K, const float* A, long rsa, long csa, bool a_packed, const float* B,
+                         long rsb, long csb, BPacker pb, float* C, long ldc, bool accumulate, CEmitter emit);
+// Floats needed by sgemm_pack_a, and the packing itself (threaded).
+long sgemm_packed_a_size(long M, long K);
+void sgemm_pack_a(long M, long K, const float* A, long rsa, long csa, float* dst);
+// Column width of the packed B panels (the micro-kernel's NR) on the active ISA.
+int sgemm_nr();
 // Register-only FMA throughput loop (GFLOP/s measurement); returns flops done.
 double fma_peak_loop(long iters);
 

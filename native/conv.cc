@@ -1,14 +1,19 @@
 // conv2d forward / backward-input / backward-weight, NCHW, stride, padding, dilation, groups.
 // Three paths: depthwise (one input channel per group) direct loops; 1x1 stride-1 unpadded
-// convolutions as GEMMs straight over the input planes; everything else im2col/col2im + SGEMM,
-// with several images side by side in the column matrix so that small late-layer planes (7x7)
-// still give the micro-kernel full tiles.
+// convolutions as GEMMs straight over the input planes; everything else implicit GEMM (the
+// im2col matrix is packed panel by panel from x, never stored), with the columns of several
+// images side by side so that small late-layer planes (7x7) still give the micro-kernel full tiles.
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "common.h"
 #include "kernels.h"
 #include "vecmath.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 namespace tk {
 
@@ -28,71 +33,269 @@ Geo geo(const int32_t* m) {
   return {m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7], m[8], m[9], m[10], m[11], m[12], m[13], m[14], m[15]};
 }
 
-// Images per im2col chunk: enough columns for full micro-tiles, at most ~32 MB of columns.
-long chunk_images(const Geo& g) {
+// ---- implicit GEMM ---------------------------------------------------------------------------
+// The im2col matrix (Cg*KH*KW rows, one column per output position of every image: column j is
+// image j / P, position j % P) is never materialised: the GEMM packs its B panels straight from
+// x (forward, backward-weight), and backward-input scatters each finished panel of columns back
+// into dx (col2im per panel), so the only big arrays touched are x, dy, dx and the output.
+
+// A run: consecutive columns [dst, dst+len) of one output row (image img, row starting at
+// position p, input origin (ih0, iw0) before the kernel offset).
+struct Run {
+  long img, p, ih0, iw0, dst, len;
+};
+constexpr long kMaxRuns = 1100;  // >= KC + NR + 1 on every ISA
+
+long make_runs(const Geo& g, long j0, long n, Run* runs) {
+  long P = g.P(), cnt = 0;
+  for (long j = j0, e = j0 + n; j < e;) {
+    long i = j / P, p = j % P, oh = p / g.OW, ow = p % g.OW;
+    long len = std::min(g.OW - ow, e - j);
+    runs[cnt++] = {i, p, oh * g.sh - g.ph, ow * g.sw - g.pw, j - j0, len};
+    j += len;
+  }
+  return cnt;
+}
+
+// t range [lo, hi) of t in [0, len) with 0 <= iw0 + t*sw < W.
+inline void valid_range(long iw0, long sw, long W, long len, long& lo, long& hi) {
+  lo = iw0 >= 0 ? 0 : (-iw0 + sw - 1) / sw;
+  hi = W - iw0 <= 0 ? 0 : (W - iw0 + sw - 1) / sw;
+  lo = std::min(lo, len);
+  hi = std::min(std::max(hi, lo), len);
+}
+
+struct ConvCtx {
+  const Geo* g;
+  const float* src;  // x (forward, backward-weight) or dy (backward-input), image 0
+  float* dst;        // out (forward emitter) or dx (backward-input emitter), image 0
+  long gi;           // group
+  long jbase;        // first column of this GEMM
+  long nbase;        // first im2col row of this GEMM's columns (backward-weight)
+};
+
+inline void kidx_split(const Geo& g, long k, long& ci, long& kh, long& kw) {
+  long KK = g.KH * g.KW, r = k % KK;
+  ci = k / KK, kh = r / g.KW, kw = r % g.KW;
+}
+
+// B = dy of group gi as (Og, columns): rows [k0, k0+kc), columns [j0, j0+nr).
+void pack_dy(const void* vctx, long k0, long kc, long j0, long nr, long NR, float* dst) {
+  const ConvCtx& c = *(const ConvCtx*)vctx;
+  const Geo& g = *c.g;
   long P = g.P();
-  long nb = std::max(1L, std::min(g.N, (1024 + P - 1) / P));
-  long per = g.C * g.KH * g.KW * P;
-  long cap = std::max(1L, (8L << 20) / std::max(1L, per));
-  return std::min(nb, cap);
+  for (long j = c.jbase + j0, e = j + nr, off = 0; j < e;) {
+    long i = j / P, p = j % P, len = std::min(P - p, e - j);
+    const float* s = c.src + (i * g.O + c.gi * g.Og() + k0) * P + p;
+    for (long k = 0; k < kc; k++) std::memcpy(dst + k * NR + off, s + k * P, sizeof(float) * len);
+    j += len, off += len;
+  }
+  if (nr < NR)
+    for (long k = 0; k < kc; k++)
+      for (long j = nr; j < NR; j++) dst[k * NR + j] = 0.f;
 }
 
-// x plane (H, W) of channel c -> rows c*KH*KW.. of col (ldcol columns), at column offset j0.
-void im2col_channel(const Geo& g, const float* x, float* col, long ldcol) {
-  for (long kh = 0; kh < g.KH; kh++)
-    for (long kw = 0; kw < g.KW; kw++) {
-      float* dst = col + (kh * g.KW + kw) * ldcol;
-      long woff = kw * g.dw - g.pw;
-      // valid ow range: 0 <= ow*sw + woff < W
-      long lo = woff >= 0 ? 0 : (-woff + g.sw - 1) / g.sw;
-      long hi = g.W - woff <= 0 ? 0 : (g.W - woff + g.sw - 1) / g.sw;
-      lo = std::min(lo, g.OW), hi = std::min(std::max(hi, lo), g.OW);
-      for (long oh = 0; oh < g.OH; oh++, dst += g.OW) {
-        long ih = oh * g.sh - g.ph + kh * g.dh;
-        if (ih < 0 || ih >= g.H) {
-          std::memset(dst, 0, sizeof(float) * g.OW);
-          continue;
-        }
-        const float* src = x + ih * g.W + woff;
-        for (long ow = 0; ow < lo; ow++) dst[ow] = 0.f;
-        if (g.sw == 1)
-          std::memcpy(dst + lo, src + lo, sizeof(float) * (hi - lo));
-        else
-          for (long ow = lo; ow < hi; ow++) dst[ow] = src[ow * g.sw];
-        for (long ow = hi; ow < g.OW; ow++) dst[ow] = 0.f;
-      }
+// Forward output panel (Og, nr) -> out planes of group gi.
+void emit_out(const void* vctx, long j0, long nr, const float* cb, long ldc) {
+  const ConvCtx& c = *(const ConvCtx*)vctx;
+  const Geo& g = *c.g;
+  long P = g.P(), Og = g.Og();
+  for (long j = c.jbase + j0, e = j + nr, off = 0; j < e;) {
+    long i = j / P, p = j % P, len = std::min(P - p, e - j);
+    float* d = c.dst + (i * g.O + c.gi * Og) * P + p;
+    for (long o = 0; o < Og; o++) std::memcpy(d + o * P, cb + o * ldc + off, sizeof(float) * len);
+    j += len, off += len;
+  }
+}
+
+}  // namespace
+
+namespace conv_generic {
+#define TK_LEVEL 0
+#include "conv_kernels.inc"
+#undef TK_LEVEL
+}  // namespace conv_generic
+
+#if defined(__x86_64__)
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+namespace conv_avx2 {
+#define TK_LEVEL 1
+#include "conv_kernels.inc"
+#undef TK_LEVEL
+}  // namespace conv_avx2
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,fma,avx2")
+namespace conv_avx512 {
+#define TK_LEVEL 2
+#include "conv_kernels.inc"
+#undef TK_LEVEL
+}  // namespace conv_avx512
+#pragma GCC pop_options
+#endif
+
+namespace {
+
+struct Packers {
+  void (*im2col)(const void*, long, long, long, long, long, float*);
+  void (*im2col_t)(const void*, long, long, long, long, long, float*);
+  void (*col2im)(const void*, long, long, const float*, long);
+};
+Packers packers() {
+#if defined(__x86_64__)
+  if (isa() == Isa::avx512) return {conv_avx512::pack_im2col, conv_avx512::pack_im2col_t, conv_avx512::emit_col2im};
+  if (isa() == Isa::avx2) return {conv_avx2::pack_im2col, conv_avx2::pack_im2col_t, conv_avx2::emit_col2im};
+#endif
+  return {conv_generic::pack_im2col, conv_generic::pack_im2col_t, conv_generic::emit_col2im};
+}
+
+// Column ranges [start, start+len) of the N*P im2col columns, one per task: whole images (or
+// pieces of them) when planes are big, otherwise equal runs of NR-aligned panels across images.
+struct Span {
+  long start, len;
+};
+long column_spans(const Geo& g, Span* spans, long maxSpans) {
+  long P = g.P(), NP = g.N * P, T = num_threads(), NR = sgemm_nr(), cnt = 0;
+  if (P >= 512) {
+    long split = std::max(1L, std::min((2 * T + g.N - 1) / g.N, (P + NR - 1) / NR));
+    long chunk = ((P + split - 1) / split + NR - 1) / NR * NR;
+    for (long n = 0; n < g.N; n++)
+      for (long s = 0; s < P && cnt < maxSpans; s += chunk) spans[cnt++] = {n * P + s, std::min(chunk, P - s)};
+    return cnt;
+  }
+  long panels = (NP + NR - 1) / NR;
+  long ntasks = std::min(panels, std::min(maxSpans, T * std::max(1L, NP / (T * 1024))));
+  for (long t = 0; t < ntasks; t++) {
+    long a = panels * t / ntasks * NR, b = std::min(NP, panels * (t + 1) / ntasks * NR);
+    if (b > a) spans[cnt++] = {a, b - a};
+  }
+  return cnt;
+}
+constexpr long kMaxSpans = 4096;
+
+void implicit_forward(const Geo& g, const float* x, const float* w, float* out) {
+  long Og = g.Og(), Kc = g.Kc(), P = g.P();
+  long psize = sgemm_packed_a_size(Og, Kc);
+  float* apack = workspace(0, (size_t)(psize * g.G));
+  for (long gi = 0; gi < g.G; gi++) sgemm_pack_a(Og, Kc, w + gi * Og * Kc, Kc, 1, apack + gi * psize);
+  static thread_local Span spans[kMaxSpans];
+  Span* sp = spans;
+  long ns = column_spans(g, sp, kMaxSpans);
+  parallel_for(ns, [&](long t, int) {
+    long s = sp[t].start, len = sp[t].len, img = s / P;
+    bool direct = (s + len - 1) / P == img;
+    for (long gi = 0; gi < g.G; gi++) {
+      ConvCtx ctx{&g, x, out, gi, s, 0};
+      BPacker pb{packers().im2col, &ctx};
+      if (direct)
+        sgemm_panels_serial(Og, len, Kc, apack + gi * psize, 0, 0, true, nullptr, 0, 0, pb,
+                            out + (img * g.O + gi * Og) * P + (s - img * P), P, false, CEmitter{nullptr, nullptr});
+      else
+        sgemm_panels_serial(Og, len, Kc, apack + gi * psize, 0, 0, true, nullptr, 0, 0, pb, nullptr, 0, false,
+                            CEmitter{emit_out, &ctx});
     }
-}
-
-// rows c*KH*KW.. of col -> dx plane (H, W) of channel c, overwriting it.
-void col2im_channel(const Geo& g, const float* col, long ldcol, float* dx) {
-  std::memset(dx, 0, sizeof(float) * g.H * g.W);
-  for (long kh = 0; kh < g.KH; kh++)
-    for (long kw = 0; kw < g.KW; kw++) {
-      const float* src = col + (kh * g.KW + kw) * ldcol;
-      long woff = kw * g.dw - g.pw;
-      long lo = woff >= 0 ? 0 : (-woff + g.sw - 1) / g.sw;
-      long hi = g.W - woff <= 0 ? 0 : (g.W - woff + g.sw - 1) / g.sw;
-      lo = std::min(lo, g.OW), hi = std::min(std::max(hi, lo), g.OW);
-      for (long oh = 0; oh < g.OH; oh++, src += g.OW) {
-        long ih = oh * g.sh - g.ph + kh * g.dh;
-        if (ih < 0 || ih >= g.H) continue;
-        float* d = dx + ih * g.W + woff;
-        if (g.sw == 1)
-          for (long ow = lo; ow < hi; ow++) d[ow] += src[ow];
-        else
-          for (long ow = lo; ow < hi; ow++) d[ow * g.sw] += src[ow];
-      }
-    }
-}
-
-// im2col of images [n0, n0+nb) into col (C*KH*KW, nb*P).
-void im2col_chunk(const Geo& g, const float* x, long n0, long nb, float* col) {
-  long P = g.P(), ld = nb * P, CHW = g.C * g.H * g.W, HW = g.H * g.W;
-  parallel_for(nb * g.C, [&](long t, int) {
-    long i = t / g.C, c = t % g.C;
-    im2col_channel(g, x + (n0 + i) * CHW + c * HW, col + c * g.KH * g.KW * ld + i * P, ld);
   });
+}
+
+void implicit_backward_input(const Geo& g, const float* dy, const float* w, float* dx) {
+  long Og = g.Og(), Kc = g.Kc(), P = g.P(), CHW = g.C * g.H * g.W;
+  long psize = sgemm_packed_a_size(Kc, Og);
+  float* apack = workspace(0, (size_t)(psize * g.G));
+  // A = w_g^T (Kc, Og)
+  for (long gi = 0; gi < g.G; gi++) sgemm_pack_a(Kc, Og, w + gi * Og * Kc, 1, Kc, apack + gi * psize);
+  // tasks own whole images: neighbouring columns overlap in dx
+  long T = num_threads();
+  long ntasks = std::min(g.N, std::max(T, (g.N * P + 2047) / 2048));
+  parallel_for(ntasks, [&](long t, int) {
+    long n0 = g.N * t / ntasks, n1 = g.N * (t + 1) / ntasks;
+    if (n1 <= n0) return;
+    std::memset(dx + n0 * CHW, 0, sizeof(float) * (n1 - n0) * CHW);
+    for (long gi = 0; gi < g.G; gi++) {
+      ConvCtx ctx{&g, dy, dx, gi, n0 * P, 0};
+      sgemm_panels_serial(Kc, (n1 - n0) * P, Og, apack + gi * psize, 0, 0, true, nullptr, 0, 0,
+                          BPacker{pack_dy, &ctx}, nullptr, 0, false, CEmitter{packers().col2im, &ctx});
+    }
+  });
+}
+
+// dy columns [s, s+len) of group gi as an (Og, len) matrix: straight from dy within one image,
+// else gathered into buf.
+const float* dy_block(const Geo& g, const float* dy, long gi, long s, long len, float* buf, long& rs) {
+  long P = g.P(), Og = g.Og(), img = s / P;
+  if ((s + len - 1) / P == img) {
+    rs = P;
+    return dy + (img * g.O + gi * Og) * P + (s - img * P);
+  }
+  rs = len;
+  for (long j = s, e = s + len; j < e;) {
+    long i = j / P, p = j % P, l = std::min(P - p, e - j);
+    for (long o = 0; o < Og; o++) std::memcpy(buf + o * len + (j - s), dy + (i * g.O + gi * Og + o) * P + p, sizeof(float) * l);
+    j += l;
+  }
+  return buf;
+}
+
+void implicit_backward_weight(const Geo& g, const float* x, const float* dy, float* dw) {
+  long Og = g.Og(), Kc = g.Kc(), T = num_threads(), NR = sgemm_nr();
+  static thread_local Span spans[kMaxSpans];
+  Span* sp = spans;
+  long ns = column_spans(g, sp, kMaxSpans);
+  long panels = (Kc + NR - 1) / NR;
+  if (Og * Kc >= (1L << 18) && panels >= 4 * T) {
+    // big weights: threads split the weight's columns, every task runs over all of the columns
+    // of x in big blocks (dy gathered once per block)
+    long NP = g.N * g.P();
+    long blk = std::min(NP, std::max(g.P(), 4096L));
+    float* buf = workspace(1, (size_t)(Og * blk));
+    for (long gi = 0; gi < g.G; gi++)
+      for (long s = 0; s < NP; s += blk) {
+        long len = std::min(blk, NP - s), P = g.P(), rs = len;
+        const float* a = buf;
+        if ((s + len - 1) / P == s / P)
+          a = dy_block(g, dy, gi, s, len, buf, rs);
+        else
+          parallel_for(Og, [&](long o, int) {
+            for (long j = s, e = s + len; j < e;) {
+              long i = j / P, p = j % P, l = std::min(P - p, e - j);
+              std::memcpy(buf + o * len + (j - s), dy + (i * g.O + gi * Og + o) * P + p, sizeof(float) * l);
+              j += l;
+            }
+          });
+        parallel_for(T, [&](long t, int) {
+          long p0 = panels * t / T * NR, p1 = std::min(Kc, panels * (t + 1) / T * NR);
+          if (p1 <= p0) return;
+          ConvCtx ctx{&g, x, nullptr, gi, s, p0};
+          sgemm_panels_serial(Og, p1 - p0, len, a, rs, 1, false, nullptr, 0, 0, BPacker{packers().im2col_t, &ctx},
+                              dw + gi * Og * Kc + p0, Kc, s > 0, CEmitter{nullptr, nullptr});
+        });
+      }
+    return;
+  }
+  // small weights: threads split the columns, each accumulating a private copy of dw
+  long WS = g.O * Kc;
+  float* acc = workspace(1, (size_t)(WS * T));
+  std::vector<char> used(T, 0);
+  parallel_for(ns, [&](long t, int th) {
+    long s = sp[t].start, len = sp[t].len;
+    float* mine = acc + th * WS;
+    static thread_local std::vector<float> gathered;  // scratch slot 3 belongs to the packer
+    if (gathered.size() < (size_t)(Og * len)) gathered.resize((size_t)(Og * len));
+    float* buf = gathered.data();
+    for (long gi = 0; gi < g.G; gi++) {
+      long rs;
+      const float* a = dy_block(g, dy, gi, s, len, buf, rs);
+      ConvCtx ctx{&g, x, nullptr, gi, s, 0};
+      sgemm_panels_serial(Og, Kc, len, a, rs, 1, false, nullptr, 0, 0, BPacker{packers().im2col_t, &ctx}, mine + gi * Og * Kc,
+                          Kc, used[th], CEmitter{nullptr, nullptr});
+    }
+    used[th] = true;
+  });
+  std::memset(dw, 0, sizeof(float) * WS);
+  for (long th = 0; th < T; th++)
+    if (used[th])
+      for (long i = 0; i < WS; i++) dw[i] += acc[th * WS + i];
 }
 
 // ---- depthwise ------------------------------------------------------------------------------
@@ -188,25 +391,13 @@ void dw_backward_weight(const Geo& g, const float* x, const float* dy, float* dw
   });
 }
 
-// Copies planes (nb images, rows of P) between NCHW-style (n, r, P) and a (r, nb*P) matrix.
-void gather_cols(const float* src, long rows, long P, long rowsTotal, long nb, float* dst) {
-  parallel_for(nb, [&](long i, int) {
-    for (long r = 0; r < rows; r++) std::memcpy(dst + r * nb * P + i * P, src + (i * rowsTotal + r) * P, sizeof(float) * P);
-  });
-}
-void scatter_cols(const float* src, long rows, long P, long rowsTotal, long nb, float* dst) {
-  parallel_for(nb, [&](long i, int) {
-    for (long r = 0; r < rows; r++) std::memcpy(dst + (i * rowsTotal + r) * P, src + r * nb * P + i * P, sizeof(float) * P);
-  });
-}
-
 }  // namespace
 
 // x (N,C,H,W), w (O,C/G,KH,KW) -> out (N,O,OH,OW)
 void conv2d_forward(const int32_t* meta, const float* x, const float* w, float* out) {
   Geo g = geo(meta);
   if (g.depthwise()) return dw_forward(g, x, w, out);
-  long Cg = g.Cg(), Og = g.Og(), Kc = g.Kc(), P = g.P(), HW = g.H * g.W;
+  long Cg = g.Cg(), Og = g.Og(), P = g.P(), HW = g.H * g.W;
   if (g.pointwise() && P >= 256) {
     // out[n, g] (Og, P) = w_g (Og, Cg) @ x[n, g] (Cg, P)
     for (long n = 0; n < g.N; n++)
@@ -214,24 +405,14 @@ void conv2d_forward(const int32_t* meta, const float* x, const float* w, float* 
         sgemm(Og, P, Cg, w + gi * Og * Cg, Cg, 1, x + (n * g.C + gi * Cg) * HW, HW, 1, out + (n * g.O + gi * Og) * P, P, false);
     return;
   }
-  long nbmax = chunk_images(g);
-  float* col = workspace(0, (size_t)(g.C * g.KH * g.KW) * nbmax * P);
-  float* tmp = nbmax > 1 ? workspace(1, (size_t)g.O * nbmax * P) : nullptr;
-  for (long n0 = 0; n0 < g.N; n0 += nbmax) {
-    long nb = std::min(nbmax, g.N - n0), ld = nb * P;
-    im2col_chunk(g, x, n0, nb, col);
-    float* dst = nb > 1 ? tmp : out + n0 * g.O * P;
-    for (long gi = 0; gi < g.G; gi++)
-      sgemm(Og, ld, Kc, w + gi * Og * Kc, Kc, 1, col + gi * Kc * ld, ld, 1, dst + gi * Og * ld, ld, false);
-    if (nb > 1) scatter_cols(tmp, g.O, P, g.O, nb, out + n0 * g.O * P);
-  }
+  implicit_forward(g, x, w, out);
 }
 
 // dy (N,O,OH,OW), w (O,C/G,KH,KW) -> dx (N,C,H,W)
 void conv2d_backward_input(const int32_t* meta, const float* dy, const float* w, float* dx) {
   Geo g = geo(meta);
   if (g.depthwise()) return dw_backward_input(g, dy, w, dx);
-  long Cg = g.Cg(), Og = g.Og(), Kc = g.Kc(), P = g.P(), HW = g.H * g.W;
+  long Cg = g.Cg(), Og = g.Og(), P = g.P(), HW = g.H * g.W;
   if (g.pointwise() && P >= 256) {
     // dx[n, g] (Cg, P) = w_g^T (Cg, Og) @ dy[n, g] (Og, P)
     for (long n = 0; n < g.N; n++)
@@ -239,30 +420,14 @@ void conv2d_backward_input(const int32_t* meta, const float* dy, const float* w,
         sgemm(Cg, P, Og, w + gi * Og * Cg, 1, Cg, dy + (n * g.O + gi * Og) * P, P, 1, dx + (n * g.C + gi * Cg) * HW, HW, false);
     return;
   }
-  long nbmax = chunk_images(g);
-  float* col = workspace(0, (size_t)(g.C * g.KH * g.KW) * nbmax * P);
-  float* tmp = nbmax > 1 ? workspace(1, (size_t)g.O * nbmax * P) : nullptr;
-  for (long n0 = 0; n0 < g.N; n0 += nbmax) {
-    long nb = std::min(nbmax, g.N - n0), ld = nb * P;
-    const float* src = dy + n0 * g.O * P;
-    if (nb > 1) {
-      gather_cols(src, g.O, P, g.O, nb, tmp);
-      src = tmp;
-    }
-    for (long gi = 0; gi < g.G; gi++)
-      sgemm(Kc, ld, Og, w + gi * Og * Kc, 1, Kc, src + gi * Og * ld, ld, 1, col + gi * Kc * ld, ld, false);
-    parallel_for(nb * g.C, [&](long t, int) {
-      long i = t / g.C, c = t % g.C;
-      col2im_channel(g, col + c * g.KH * g.KW * ld + i * P, ld, dx + (n0 + i) * g.C * HW + c * HW);
-    });
-  }
+  implicit_backward_input(g, dy, w, dx);
 }
 
 // x (N,C,H,W), dy (N,O,OH,OW) -> dw (O,C/G,KH,KW)
 void conv2d_backward_weight(const int32_t* meta, const float* x, const float* dy, float* dw) {
   Geo g = geo(meta);
   if (g.depthwise()) return dw_backward_weight(g, x, dy, dw);
-  long Cg = g.Cg(), Og = g.Og(), Kc = g.Kc(), P = g.P(), HW = g.H * g.W;
+  long Cg = g.Cg(), Og = g.Og(), P = g.P(), HW = g.H * g.W;
   if (g.pointwise() && P >= 256) {
     // dw_g (Og, Cg) += dy[n, g] (Og, P) @ x[n, g]^T (P, Cg)
     for (long n = 0; n < g.N; n++)
@@ -270,20 +435,7 @@ void conv2d_backward_weight(const int32_t* meta, const float* x, const float* dy
         sgemm(Og, Cg, P, dy + (n * g.O + gi * Og) * P, P, 1, x + (n * g.C + gi * Cg) * HW, 1, HW, dw + gi * Og * Cg, Cg, n > 0);
     return;
   }
-  long nbmax = chunk_images(g);
-  float* col = workspace(0, (size_t)(g.C * g.KH * g.KW) * nbmax * P);
-  float* tmp = nbmax > 1 ? workspace(1, (size_t)g.O * nbmax * P) : nullptr;
-  for (long n0 = 0; n0 < g.N; n0 += nbmax) {
-    long nb = std::min(nbmax, g.N - n0), ld = nb * P;
-    im2col_chunk(g, x, n0, nb, col);
-    const float* src = dy + n0 * g.O * P;
-    if (nb > 1) {
-      gather_cols(src, g.O, P, g.O, nb, tmp);
-      src = tmp;
-    }
-    for (long gi = 0; gi < g.G; gi++)
-      sgemm(Og, Kc, ld, src + gi * Og * ld, ld, 1, col + gi * Kc * ld, 1, ld, dw + gi * Og * Kc, Kc, n0 > 0);
-  }
+  implicit_backward_weight(g, x, dy, dw);
 }
 
 }  // namespace tk

@@ -43,13 +43,21 @@ struct Impl {
   long nc;
   void (*serial)(long, long, long, const float*, long, long, const float*, long, long, float*, long, bool);
   double (*peak)(long);
+  void (*panels)(long, long, long, const float*, long, long, bool, const float*, long, long, BPacker, float*, long,
+                 bool, CEmitter);
+  long (*packed_size)(long, long);
+  void (*pack_part)(long, long, long, long, long, const float*, long, long, float*);
+  long kc;
 };
 Impl impl() {
 #if defined(__x86_64__)
-  if (isa() == Isa::avx512) return {gemm_avx512::MR, gemm_avx512::NR, gemm_avx512::NC, gemm_avx512::gemm_serial, gemm_avx512::fma_peak};
-  if (isa() == Isa::avx2) return {gemm_avx2::MR, gemm_avx2::NR, gemm_avx2::NC, gemm_avx2::gemm_serial, gemm_avx2::fma_peak};
+  if (isa() == Isa::avx512) return {gemm_avx512::MR, gemm_avx512::NR, gemm_avx512::NC, gemm_avx512::gemm_serial, gemm_avx512::fma_peak, gemm_avx512::gemm_panels_serial,
+          gemm_avx512::packed_a_size, gemm_avx512::pack_a_part, gemm_avx512::KC};
+  if (isa() == Isa::avx2) return {gemm_avx2::MR, gemm_avx2::NR, gemm_avx2::NC, gemm_avx2::gemm_serial, gemm_avx2::fma_peak, gemm_avx2::gemm_panels_serial,
+          gemm_avx2::packed_a_size, gemm_avx2::pack_a_part, gemm_avx2::KC};
 #endif
-  return {gemm_generic::MR, gemm_generic::NR, gemm_generic::NC, gemm_generic::gemm_serial, gemm_generic::fma_peak};
+  return {gemm_generic::MR, gemm_generic::NR, gemm_generic::NC, gemm_generic::gemm_serial, gemm_generic::fma_peak, gemm_generic::gemm_panels_serial,
+          gemm_generic::packed_a_size, gemm_generic::pack_a_part, gemm_generic::KC};
 }
 
 void zero_or_keep(long M, long N, float* C, long ldc, bool accumulate) {
@@ -115,5 +123,29 @@ void sgemm_batched(long nb, const long* aoff, const long* boff, const long* coff
 }
 
 double fma_peak_loop(long iters) { return impl().peak(iters); }
+
+void sgemm_panels_serial(long M, long N, long K, const float* A, long rsa, long csa, bool a_packed, const float* B,
+                         long rsb, long csb, BPacker pb, float* C, long ldc, bool accumulate, CEmitter emit) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {
+    if (!emit.fn) zero_or_keep(M, N, C, ldc, accumulate);
+    return;
+  }
+  impl().panels(M, N, K, A, rsa, csa, a_packed, B, rsb, csb, pb, C, ldc, accumulate, emit);
+}
+
+long sgemm_packed_a_size(long M, long K) { return impl().packed_size(M, K); }
+
+// Threaded over (KC slice, block of 8 MR-row panels).
+void sgemm_pack_a(long M, long K, const float* A, long rsa, long csa, float* dst) {
+  Impl im = impl();
+  long rows = 8L * im.mr, nslices = (K + im.kc - 1) / im.kc, nblocks = (M + rows - 1) / rows;
+  parallel_for(nslices * nblocks, [&](long t, int) {
+    long pc = (t / nblocks) * im.kc, i0 = (t % nblocks) * rows;
+    im.pack_part(M, K, pc, i0, std::min(rows, M - i0), A, rsa, csa, dst);
+  });
+}
+
+int sgemm_nr() { return impl().nr; }
 
 }  // namespace tk
