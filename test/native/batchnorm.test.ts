@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { FusedKernels } from "../../src/backend/backend.ts";
-import { Tensor } from "../../src/tensor/tensor.ts";
+import type { Tensor } from "../../src/tensor/tensor.ts";
 import { assertClose, nat, randT, ref, skip, zerosT } from "./helpers.ts";
 
 const kn = () => nat().fused as Required<FusedKernels>;
@@ -65,7 +65,11 @@ describe("native batch norm vs reference", { skip }, () => {
           assertClose(a.out, e.out, 1e-5, `out (own stats) ${what}`);
           const dy = randT(shape, -1, 1);
           for (const need of [7, 1, 6, 4]) {
-            const grads = () => ({ dx: need & 1 ? zerosT(shape) : null, dw: need & 2 ? zerosT([C]) : null, db: need & 4 ? zerosT([C]) : null });
+            const grads = () => ({
+              dx: need & 1 ? zerosT(shape) : null,
+              dw: need & 2 ? zerosT([C]) : null,
+              db: need & 4 ? zerosT([C]) : null,
+            });
             const gn = grads();
             const gr = grads();
             kn().batchNormBackward(x, w, e.mean, e.rstd, dy, training, gn.dx, gn.dw, gn.db);
@@ -73,8 +77,20 @@ describe("native batch norm vs reference", { skip }, () => {
             // dw/db are sums over N*S terms of size ~1: compare relative to that scale
             const scale = Math.sqrt(N * S);
             if (gn.dx) assertClose(gn.dx, gr.dx!, 1e-5, `dx ${what} need=${need}`);
-            if (gn.dw) assertClose(gn.dw.toFloat64Array().map((u) => u / scale), gr.dw!.toFloat64Array().map((u) => u / scale), 1e-5, `dw ${what}`);
-            if (gn.db) assertClose(gn.db.toFloat64Array().map((u) => u / scale), gr.db!.toFloat64Array().map((u) => u / scale), 1e-5, `db ${what}`);
+            if (gn.dw)
+              assertClose(
+                gn.dw.toFloat64Array().map((u) => u / scale),
+                gr.dw!.toFloat64Array().map((u) => u / scale),
+                1e-5,
+                `dw ${what}`,
+              );
+            if (gn.db)
+              assertClose(
+                gn.db.toFloat64Array().map((u) => u / scale),
+                gr.db!.toFloat64Array().map((u) => u / scale),
+                1e-5,
+                `db ${what}`,
+              );
           }
         }
       }
@@ -103,7 +119,13 @@ describe("native clamp vs reference", { skip }, () => {
       const edges = [0, 6, -0.5, 0.7, Number.NaN, -1, 1];
       for (let i = 0; i < Math.min(n, edges.length); i++) x.data[(i * 7919) % n] = Math.fround(edges[i]);
       const dy = randT([n], -1, 1);
-      for (const [lo, hi] of [[0, 6], [-0.5, 0.7], [-1, 1], [Number.NEGATIVE_INFINITY, 0.7], [-0.5, Number.POSITIVE_INFINITY]]) {
+      for (const [lo, hi] of [
+        [0, 6],
+        [-0.5, 0.7],
+        [-1, 1],
+        [Number.NEGATIVE_INFINITY, 0.7],
+        [-0.5, Number.POSITIVE_INFINITY],
+      ]) {
         const a = zerosT([n]);
         const e = zerosT([n]);
         kn().clamp(x, lo, hi, a);

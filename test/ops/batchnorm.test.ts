@@ -18,7 +18,8 @@ const leaf = (shape: number[], shift = 0, dtype: "float64" | "float32" = "float6
   for (let i = 0; i < t.data.length; i++) t.data[i] = (t.data[i] as number) + shift;
   return t.requiresGrad_(true);
 };
-const copy = (t: Tensor) => tensor(t.toFloat64Array(), { shape: [...t.shape], dtype: t.dtype }).requiresGrad_(t.requiresGrad);
+const copy = (t: Tensor) =>
+  tensor(t.toFloat64Array(), { shape: [...t.shape], dtype: t.dtype }).requiresGrad_(t.requiresGrad);
 
 /** The composite definition, forced by running on float64 with the fused kernel hidden. */
 function composite<T>(fn: () => T): T {
@@ -32,7 +33,13 @@ function composite<T>(fn: () => T): T {
   }
 }
 
-const SHAPES = [[1, 1, 5], [1, 7, 3, 3], [4, 3], [2, 33, 1, 2], [3, 2, 4, 1, 2]];
+const SHAPES = [
+  [1, 1, 5],
+  [1, 7, 3, 3],
+  [4, 3],
+  [2, 33, 1, 2],
+  [3, 2, 4, 1, 2],
+];
 
 describe("fused batch norm (reference backend, float64)", () => {
   for (const training of [true, false]) {
@@ -55,7 +62,11 @@ describe("fused batch norm (reference backend, float64)", () => {
           const g = randn(y.shape, { dtype: "float64", generator: gen });
           backward(F.sum(F.mul(y, g)));
           backward(F.sum(F.mul(want, g)));
-          for (const [a, e, n] of [[x, x2, "x"], [w, w2, "w"], [b, b2, "b"]] as const) {
+          for (const [a, e, n] of [
+            [x, x2, "x"],
+            [w, w2, "w"],
+            [b, b2, "b"],
+          ] as const) {
             if (!a) continue;
             assert.ok(a.grad && e?.grad, `${n} got a gradient`);
             assertClose(a.grad, e.grad, 1e-9, `grad ${n} ${shape}`);
@@ -68,10 +79,24 @@ describe("fused batch norm (reference backend, float64)", () => {
   test("finite differences (training and eval, through the fused op)", () => {
     const rm = tensor([0.3, -1, 2], { dtype: "float64" });
     const rv = tensor([0.7, 1.5, 2], { dtype: "float64" });
-    for (const shape of [[3, 3, 2, 2], [1, 3, 5], [4, 3]]) {
-      gradcheck(`bn train ${shape}`, (x, w, b) => fusedBatchNorm(x, null, null, w, b, true, 0.1, 1e-5), [leaf(shape, 1), leaf([3]), leaf([3])]);
-      gradcheck(`bn eval ${shape}`, (x, w, b) => fusedBatchNorm(x, rm, rv, w, b, false, 0.1, 1e-5), [leaf(shape, 1), leaf([3]), leaf([3])]);
-      gradcheck(`bn train no affine ${shape}`, (x) => fusedBatchNorm(x, null, null, null, null, true, 0.1, 1e-5), [leaf(shape, -1)]);
+    for (const shape of [
+      [3, 3, 2, 2],
+      [1, 3, 5],
+      [4, 3],
+    ]) {
+      gradcheck(`bn train ${shape}`, (x, w, b) => fusedBatchNorm(x, null, null, w, b, true, 0.1, 1e-5), [
+        leaf(shape, 1),
+        leaf([3]),
+        leaf([3]),
+      ]);
+      gradcheck(`bn eval ${shape}`, (x, w, b) => fusedBatchNorm(x, rm, rv, w, b, false, 0.1, 1e-5), [
+        leaf(shape, 1),
+        leaf([3]),
+        leaf([3]),
+      ]);
+      gradcheck(`bn train no affine ${shape}`, (x) => fusedBatchNorm(x, null, null, null, null, true, 0.1, 1e-5), [
+        leaf(shape, -1),
+      ]);
     }
   });
 
