@@ -142,13 +142,113 @@ struct Packers {
   void (*im2col)(const void*, long, long, long, long, long, float*);
   void (*im2col_t)(const void*, long, long, long, long, long, float*);
   void (*col2im)(const void*, long, long, const float*, long);
+  void (*dw_plane)(const float*, long, const float*, long, long, long, long, long, long, long, long, float*, long, bool);
+  void (*dw_grad)(const float*, long, const float*, long, long, long, long, long, long, long, long, long, double*);
 };
 Packers packers() {
 #if defined(__x86_64__)
-  if (isa() == Isa::avx512) return {conv_avx512::pack_im2col, conv_avx512::pack_im2col_t, conv_avx512::emit_col2im};
-  if (isa() == Isa::avx2) return {conv_avx2::pack_im2col, conv_avx2::pack_im2col_t, conv_avx2::emit_col2im};
+  if (isa() == Isa::avx512) return {conv_avx512::pack_im2col, conv_avx512::pack_im2col_t, conv_avx512::emit_col2im, conv_avx512::dw_plane,
+          conv_avx512::dw_plane_grad};
+  if (isa() == Isa::avx2) return {conv_avx2::pack_im2col, conv_avx2::pack_im2col_t, conv_avx2::emit_col2im, conv_avx2::dw_plane,
+          conv_avx2::dw_plane_grad};
 #endif
-  return {conv_generic::pack_im2col, conv_generic::pack_im2col_t, conv_generic::emit_col2im};
+  return {conv_generic::pack_im2col, conv_generic::pack_im2col_t, conv_generic::emit_col2im, conv_generic::dw_plane,
+          conv_generic::dw_plane_grad};
+}
+
+// ---- depthwise (vector path) ------------------------------------------------------------
+// Each plane is copied zero-padded (and with slack columns) into thread scratch, so the per-ISA
+// dw_plane / dw_plane_grad run every tap as unconditional 16-wide multiply-adds.
+
+void dw_backward_input_scalar(const Geo& g, const float* dy, const float* w, float* dx);
+
+inline long round16(long v) { return (v + 15) / 16 * 16; }
+
+// src (H, W) -> rows [top, top+H) x columns [left, left+W) of dst (row stride ldp); the rest of
+// dst is left alone (zeroed once per task: every plane of a task fills the same region).
+inline void fill_plane(const float* __restrict src, long H, long W, long top, long left, long ldp, float* __restrict dst) {
+  for (long r = 0; r < H; r++) {
+    float* d = dst + (top + r) * ldp + left;
+    const float* q = src + r * W;
+    for (long c = 0; c < W; c++) d[c] = q[c];
+  }
+}
+
+// padded-x geometry shared by forward and backward-weight
+struct DwPad {
+  long Hp, ldp;
+};
+DwPad dw_xpad(const Geo& g) {
+  return {std::max(g.H + 2 * g.ph, (g.OH - 1) * g.sh + (g.KH - 1) * g.dh + 1),
+          std::max(g.W + 2 * g.pw, round16(g.OW) * g.sw + (g.KW - 1) * g.dw + 32)};
+}
+
+// Runs f(first, end) over [0, total) in about 8 chunks per thread (small planes: per-task setup
+// such as zeroing the padded buffers is paid once per chunk).
+template <class F>
+void plane_chunks(long total, F&& f) {
+  long nt = std::min(total, 8L * num_threads());
+  parallel_for(nt, [&](long t, int) { f(total * t / nt, total * (t + 1) / nt); });
+}
+
+void dw_forward(const Geo& g, const float* x, const float* w, float* out) {
+  Packers pk = packers();
+  long Og = g.Og(), P = g.P(), HW = g.H * g.W, KK = g.KH * g.KW;
+  DwPad pd = dw_xpad(g);
+  plane_chunks(g.N * g.O, [&](long t0, long t1) {
+    float* xp = scratch(0, (size_t)(pd.Hp * pd.ldp));
+    std::memset(xp, 0, sizeof(float) * pd.Hp * pd.ldp);
+    for (long t = t0; t < t1; t++) {
+      long n = t / g.O, o = t % g.O, c = o / Og;
+      fill_plane(x + (n * g.C + c) * HW, g.H, g.W, g.ph, g.pw, pd.ldp, xp);
+      pk.dw_plane(xp, pd.ldp, w + o * KK, g.KH, g.KW, g.sh, g.sw, g.dh, g.dw, g.OH, g.OW, out + t * P, g.OW, false);
+    }
+  });
+}
+
+// Stride 1: dx is the correlation of dy, padded by (K-1)*d - p, with the flipped kernel.
+void dw_backward_input(const Geo& g, const float* dy, const float* w, float* dx) {
+  long top = (g.KH - 1) * g.dh - g.ph, left = (g.KW - 1) * g.dw - g.pw, KK = g.KH * g.KW;
+  if (g.sh != 1 || g.sw != 1 || top < 0 || left < 0 || KK > 64) return dw_backward_input_scalar(g, dy, w, dx);
+  Packers pk = packers();
+  long Og = g.Og(), P = g.P(), HW = g.H * g.W;
+  long Hp = std::max(top + g.OH, g.H + (g.KH - 1) * g.dh), ldp = std::max(left + g.OW, round16(g.W) + (g.KW - 1) * g.dw + 32);
+  plane_chunks(g.N * g.C, [&](long t0, long t1) {
+    float* dyp = scratch(0, (size_t)(Hp * ldp));
+    std::memset(dyp, 0, sizeof(float) * Hp * ldp);
+    float wf[64];
+    for (long t = t0; t < t1; t++) {
+      long n = t / g.C, c = t % g.C;
+      for (long o = c * Og; o < (c + 1) * Og; o++) {
+        for (long k = 0; k < KK; k++) wf[k] = w[o * KK + KK - 1 - k];
+        fill_plane(dy + (n * g.O + o) * P, g.OH, g.OW, top, left, ldp, dyp);
+        pk.dw_plane(dyp, ldp, wf, g.KH, g.KW, 1, 1, g.dh, g.dw, g.H, g.W, dx + t * HW, g.W, o > c * Og);
+      }
+    }
+  });
+}
+
+void dw_backward_weight(const Geo& g, const float* x, const float* dy, float* dw) {
+  Packers pk = packers();
+  long Og = g.Og(), P = g.P(), HW = g.H * g.W, KK = g.KH * g.KW, ldy = round16(g.OW);
+  DwPad pd = dw_xpad(g);
+  plane_chunks(g.O, [&](long o0, long o1) {
+    float* xp = scratch(0, (size_t)(pd.Hp * pd.ldp));
+    float* dyp = scratch(1, (size_t)(g.OH * ldy));
+    std::memset(xp, 0, sizeof(float) * pd.Hp * pd.ldp);
+    std::memset(dyp, 0, sizeof(float) * g.OH * ldy);
+    std::vector<double> acc(KK);
+    for (long o = o0; o < o1; o++) {
+      long c = o / Og;
+      std::fill(acc.begin(), acc.end(), 0.0);
+      for (long n = 0; n < g.N; n++) {
+        fill_plane(x + (n * g.C + c) * HW, g.H, g.W, g.ph, g.pw, pd.ldp, xp);
+        fill_plane(dy + (n * g.O + o) * P, g.OH, g.OW, 0, 0, ldy, dyp);
+        pk.dw_grad(xp, pd.ldp, dyp, ldy, g.KH, g.KW, g.sh, g.sw, g.dh, g.dw, g.OH, g.OW, acc.data());
+      }
+      for (long k = 0; k < KK; k++) dw[o * KK + k] = (float)acc[k];
+    }
+  });
 }
 
 // Column ranges [start, start+len) of the N*P im2col columns, one per task: whole images (or
@@ -298,37 +398,9 @@ void implicit_backward_weight(const Geo& g, const float* x, const float* dy, flo
       for (long i = 0; i < WS; i++) dw[i] += acc[th * WS + i];
 }
 
-// ---- depthwise ------------------------------------------------------------------------------
+// ---- depthwise, scalar fallback (strided backward-input) -------------------------------------
 
-void dw_forward(const Geo& g, const float* x, const float* w, float* out) {
-  long Og = g.Og(), P = g.P(), HW = g.H * g.W;
-  parallel_for(g.N * g.O, [&](long t, int) {
-    long n = t / g.O, o = t % g.O, c = o / Og;
-    const float* xp = x + (n * g.C + c) * HW;
-    float* op = out + t * P;
-    std::memset(op, 0, sizeof(float) * P);
-    for (long kh = 0; kh < g.KH; kh++)
-      for (long kw = 0; kw < g.KW; kw++) {
-        float wv = w[(o * g.KH + kh) * g.KW + kw];
-        long woff = kw * g.dw - g.pw;
-        long lo = woff >= 0 ? 0 : (-woff + g.sw - 1) / g.sw;
-        long hi = g.W - woff <= 0 ? 0 : (g.W - woff + g.sw - 1) / g.sw;
-        lo = std::min(lo, g.OW), hi = std::min(std::max(hi, lo), g.OW);
-        for (long oh = 0; oh < g.OH; oh++) {
-          long ih = oh * g.sh - g.ph + kh * g.dh;
-          if (ih < 0 || ih >= g.H) continue;
-          const float* src = xp + ih * g.W + woff;
-          float* dst = op + oh * g.OW;
-          if (g.sw == 1)
-            for (long ow = lo; ow < hi; ow++) dst[ow] += wv * src[ow];
-          else
-            for (long ow = lo; ow < hi; ow++) dst[ow] += wv * src[ow * g.sw];
-        }
-      }
-  });
-}
-
-void dw_backward_input(const Geo& g, const float* dy, const float* w, float* dx) {
+void dw_backward_input_scalar(const Geo& g, const float* dy, const float* w, float* dx) {
   long Og = g.Og(), P = g.P(), HW = g.H * g.W;
   parallel_for(g.N * g.C, [&](long t, int) {
     long n = t / g.C, c = t % g.C;
@@ -358,7 +430,7 @@ void dw_backward_input(const Geo& g, const float* dy, const float* w, float* dx)
   });
 }
 
-void dw_backward_weight(const Geo& g, const float* x, const float* dy, float* dw) {
+void dw_backward_weight_scalar(const Geo& g, const float* x, const float* dy, float* dw) {
   long Og = g.Og(), P = g.P(), HW = g.H * g.W;
   parallel_for(g.O, [&](long o, int) {
     long c = o / Og;

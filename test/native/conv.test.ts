@@ -45,6 +45,15 @@ const cases: Case[] = [
   { N: 1, C: 4, H: 33, W: 19, O: 9, k: [3, 3], p: P(1, 1) },
   // big weight (O * C*KH*KW >= 2^18): backward-weight split over the weight's columns
   { N: 3, C: 460, H: 5, W: 4, O: 70, k: [3, 3], p: P(1, 1), tol: 1e-4 },
+  // depthwise vector path: rows of several 16-lane chunks plus a tail, stride 2 on odd sizes,
+  // dilation, a channel multiplier of 2 (accumulating planes), padding beyond (K-1)*d (fallback)
+  { N: 2, C: 5, H: 7, W: 37, O: 5, k: [3, 3], p: P(1, 1, 1, 5) },
+  { N: 2, C: 3, H: 13, W: 71, O: 3, k: [3, 3], p: P(2, 1, 1, 3) },
+  { N: 1, C: 4, H: 9, W: 35, O: 4, k: [3, 3], p: P(1, 2, 2, 4) },
+  { N: 2, C: 3, H: 6, W: 19, O: 6, k: [5, 5], p: P(1, 2, 1, 3) },
+  { N: 1, C: 2, H: 5, W: 18, O: 2, k: [3, 3], p: P(1, 3, 1, 2) },
+  { N: 2, C: 2, H: 11, W: 40, O: 2, k: [5, 5], p: P(2, 2, 1, 2) },
+  { N: 1, C: 3, H: 6, W: 21, O: 3, k: [3, 5], p: P(1, 1, 1, 3) },
 ];
 
 function check(c: Case, xv?: Tensor): void {
