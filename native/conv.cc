@@ -500,6 +500,45 @@ void conv2d_backward_weight(const int32_t* meta, const float* x, const float* dy
   Geo g = geo(meta);
   if (g.depthwise()) return dw_backward_weight(g, x, dy, dw);
   long Cg = g.Cg(), Og = g.Og(), P = g.P(), HW = g.H * g.W;
+  if (g.pointwise() && P >= 256 && g.N >= num_threads()) {
+    // dw_g (Og, Cg) = sum_n dy[n, g] (Og, P) @ x[n, g]^T (P, Cg): threads over images, each with a
+    // private sum; computed transposed (x @ dy^T) when Cg < Og so the narrow side is M, not NR.
+    long T = num_threads(), WS = g.O * Cg;
+    bool tr = Cg < Og;
+    float* acc = workspace(1, (size_t)(WS * T));
+    std::vector<char> used(T, 0);
+    plane_chunks(g.N, [&](long n0, long n1) {
+      int th = thread_index();
+      float* mine = acc + th * WS;
+      for (long n = n0; n < n1; n++) {
+        for (long gi = 0; gi < g.G; gi++) {
+          const float* dyg = dy + (n * g.O + gi * Og) * P;
+          const float* xg = x + (n * g.C + gi * Cg) * HW;
+          if (tr)
+            sgemm_serial(Cg, Og, P, xg, HW, 1, dyg, 1, P, mine + gi * Og * Cg, Og, used[th]);
+          else
+            sgemm_serial(Og, Cg, P, dyg, P, 1, xg, 1, HW, mine + gi * Og * Cg, Cg, used[th]);
+        }
+        used[th] = 1;
+      }
+    });
+    std::memset(dw, 0, sizeof(float) * WS);
+    for (long th = 0; th < T; th++) {
+      if (!used[th]) continue;
+      const float* a = acc + th * WS;
+      for (long gi = 0; gi < g.G; gi++) {
+        float* d = dw + gi * Og * Cg;
+        const float* s = a + gi * Og * Cg;
+        if (tr) {
+          for (long c = 0; c < Cg; c++)
+            for (long o = 0; o < Og; o++) d[o * Cg + c] += s[c * Og + o];
+        } else {
+          for (long i = 0; i < Og * Cg; i++) d[i] += s[i];
+        }
+      }
+    }
+    return;
+  }
   if (g.pointwise() && P >= 256) {
     // dw_g (Og, Cg) += dy[n, g] (Og, P) @ x[n, g]^T (P, Cg)
     for (long n = 0; n < g.N; n++)

@@ -53,6 +53,9 @@ const cases: Case[] = [
   { N: 2, C: 3, H: 6, W: 19, O: 6, k: [5, 5], p: P(1, 2, 1, 3) },
   { N: 1, C: 2, H: 5, W: 18, O: 2, k: [3, 3], p: P(1, 3, 1, 2) },
   { N: 2, C: 2, H: 11, W: 40, O: 2, k: [5, 5], p: P(2, 2, 1, 2) },
+  // pointwise backward-weight over images with private sums, both orientations, groups
+  { N: 3, C: 9, H: 16, W: 17, O: 4, k: [1, 1], p: P(1, 0) },
+  { N: 2, C: 6, H: 16, W: 20, O: 10, k: [1, 1], p: P(1, 0, 1, 2) },
   { N: 1, C: 3, H: 6, W: 21, O: 3, k: [3, 5], p: P(1, 1, 1, 3) },
 ];
 
