@@ -11,8 +11,9 @@
 namespace tk {
 
 namespace {
-// below this many floats moved, one thread
-constexpr long kSerialWork = 1L << 15;
+// Below this many floats moved, one thread: a row copy runs at memory speed on one core, and
+// waking the pool costs a scheduler slice on a loaded machine (20 ms per embedding lookup seen).
+constexpr long kSerialWork = 1L << 21;
 
 long first_bad(long n, const int32_t* idx, long is, long S) {
   for (long j = 0; j < n; j++)

@@ -59,6 +59,10 @@ describe("native index kernels", { skip }, () => {
   test("embedding-sized lookups and gradients (threaded), many repeats of few rows", () => {
     check([5003, 96], 0, 4096, false);
     check([3, 2048], 1, 4099, false);
+    // above the kernel's 2M-float serial cutoff: rows split across threads; index_add by
+    // destination-row ranges (outer 1) and by whole outer slices (outer 8)
+    check([4099, 600], 0, 4096, false);
+    check([8, 300, 1000], 1, 301, true);
     const idx = randInt([20000], 0, 3);
     const d1 = zerosT([9, 257]);
     const d2 = zerosT([9, 257]);
