@@ -9,7 +9,6 @@
 
 #include "common.h"
 #include "kernels.h"
-#include "vecmath.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -256,33 +255,33 @@ void dw_backward_weight(const Geo& g, const float* x, const float* dy, float* dw
 struct Span {
   long start, len;
 };
-long column_spans(const Geo& g, Span* spans, long maxSpans) {
-  long P = g.P(), NP = g.N * P, T = num_threads(), NR = sgemm_nr(), cnt = 0;
+std::vector<Span> column_spans(const Geo& g) {
+  long P = g.P(), NP = g.N * P, T = num_threads(), NR = sgemm_nr();
+  std::vector<Span> spans;
   if (P >= 512) {
     long split = std::max(1L, std::min((2 * T + g.N - 1) / g.N, (P + NR - 1) / NR));
     long chunk = ((P + split - 1) / split + NR - 1) / NR * NR;
     for (long n = 0; n < g.N; n++)
-      for (long s = 0; s < P && cnt < maxSpans; s += chunk) spans[cnt++] = {n * P + s, std::min(chunk, P - s)};
-    return cnt;
+      for (long s = 0; s < P; s += chunk) spans.push_back({n * P + s, std::min(chunk, P - s)});
+    return spans;
   }
   long panels = (NP + NR - 1) / NR;
-  long ntasks = std::min(panels, std::min(maxSpans, T * std::max(1L, NP / (T * 1024))));
+  long ntasks = std::min(panels, T * std::max(1L, NP / (T * 1024)));
   for (long t = 0; t < ntasks; t++) {
     long a = panels * t / ntasks * NR, b = std::min(NP, panels * (t + 1) / ntasks * NR);
-    if (b > a) spans[cnt++] = {a, b - a};
+    if (b > a) spans.push_back({a, b - a});
   }
-  return cnt;
+  return spans;
 }
-constexpr long kMaxSpans = 4096;
 
 void implicit_forward(const Geo& g, const float* x, const float* w, float* out) {
   long Og = g.Og(), Kc = g.Kc(), P = g.P();
   long psize = sgemm_packed_a_size(Og, Kc);
   float* apack = workspace(0, (size_t)(psize * g.G));
   for (long gi = 0; gi < g.G; gi++) sgemm_pack_a(Og, Kc, w + gi * Og * Kc, Kc, 1, apack + gi * psize);
-  static thread_local Span spans[kMaxSpans];
-  Span* sp = spans;
-  long ns = column_spans(g, sp, kMaxSpans);
+  std::vector<Span> spans = column_spans(g);
+  const Span* sp = spans.data();
+  long ns = (long)spans.size();
   parallel_for(ns, [&](long t, int) {
     long s = sp[t].start, len = sp[t].len, img = s / P;
     bool direct = (s + len - 1) / P == img;
@@ -339,9 +338,9 @@ const float* dy_block(const Geo& g, const float* dy, long gi, long s, long len, 
 
 void implicit_backward_weight(const Geo& g, const float* x, const float* dy, float* dw) {
   long Og = g.Og(), Kc = g.Kc(), T = num_threads(), NR = sgemm_nr();
-  static thread_local Span spans[kMaxSpans];
-  Span* sp = spans;
-  long ns = column_spans(g, sp, kMaxSpans);
+  std::vector<Span> spans = column_spans(g);
+  const Span* sp = spans.data();
+  long ns = (long)spans.size();
   long panels = (Kc + NR - 1) / NR;
   if (Og * Kc >= (1L << 18) && panels >= 4 * T) {
     // big weights: threads split the weight's columns, every task runs over all of the columns
@@ -427,39 +426,6 @@ void dw_backward_input_scalar(const Geo& g, const float* dy, const float* w, flo
           }
         }
     }
-  });
-}
-
-void dw_backward_weight_scalar(const Geo& g, const float* x, const float* dy, float* dw) {
-  long Og = g.Og(), P = g.P(), HW = g.H * g.W;
-  parallel_for(g.O, [&](long o, int) {
-    long c = o / Og;
-    for (long kh = 0; kh < g.KH; kh++)
-      for (long kw = 0; kw < g.KW; kw++) {
-        long woff = kw * g.dw - g.pw;
-        long lo = woff >= 0 ? 0 : (-woff + g.sw - 1) / g.sw;
-        long hi = g.W - woff <= 0 ? 0 : (g.W - woff + g.sw - 1) / g.sw;
-        lo = std::min(lo, g.OW), hi = std::min(std::max(hi, lo), g.OW);
-        double acc = 0;
-        for (long n = 0; n < g.N; n++) {
-          const float* xp = x + (n * g.C + c) * HW;
-          const float* gp = dy + (n * g.O + o) * P;
-          for (long oh = 0; oh < g.OH; oh++) {
-            long ih = oh * g.sh - g.ph + kh * g.dh;
-            if (ih < 0 || ih >= g.H) continue;
-            const float* s = xp + ih * g.W + woff;
-            const float* d = gp + oh * g.OW;
-            if (g.sw == 1) {
-              acc += dot_lanes(d + lo, s + lo, hi - lo);
-            } else {
-              float r = 0.f;
-              for (long ow = lo; ow < hi; ow++) r += d[ow] * s[ow * g.sw];
-              acc += r;
-            }
-          }
-        }
-        dw[(o * g.KH + kh) * g.KW + kw] = (float)acc;
-      }
   });
 }
 
