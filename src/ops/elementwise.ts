@@ -6,8 +6,8 @@ import type { BinaryOp, UnaryOp } from "../backend/backend.ts";
 import { type DType, isFloat, promote } from "../tensor/dtype.ts";
 import { DTypeError } from "../tensor/errors.ts";
 import { broadcastShapes } from "../tensor/shape.ts";
-import { type Tensor, full } from "../tensor/tensor.ts";
-import { canFuse, fusedClamp } from "./fused.ts";
+import { full, type Tensor } from "../tensor/tensor.ts";
+import { canFuse, clampBackward, fusedClamp } from "./fused.ts";
 import { sumTo } from "./reduce.ts";
 import { defineOp } from "./table.ts";
 import { expandView } from "./view.ts";
@@ -47,7 +47,15 @@ export const sin = defineUnary("sin", (g, x) => mul(g, cos(x)));
 export const cos = defineUnary("cos", (g, x) => neg(mul(g, sin(x))));
 export const tanh = defineUnary("tanh", (g, _x, y) => mul(g, sub(1, mul(y, y))));
 export const sigmoid = defineUnary("sigmoid", (g, _x, y) => mul(g, mul(y, sub(1, y))));
-export const relu = defineUnary("relu", (g, x) => where(gt(x, 0), g, 0), true);
+// The gradient passes where x > 0; through the clamp kernel (x read once, no bool mask kept).
+export const relu = defineUnary(
+  "relu",
+  (g, x) =>
+    canFuse("clampBackward", x, g) && x.shape.length === g.shape.length
+      ? clampBackward(x, g, 0, Number.POSITIVE_INFINITY, false)
+      : where(gt(x, 0), g, 0),
+  true,
+);
 export const sign = defineUnary("sign", undefined, true);
 export const erf = defineUnary("erf", (g, x) => mul(g, mul(exp(neg(mul(x, x))), 2 / Math.sqrt(Math.PI))));
 export const floor = defineUnary("floor", undefined, true);
@@ -73,7 +81,10 @@ function defineBinary(op: BinaryOp, vjp?: BinaryVjp) {
     vjp: vjp
       ? (g, [a, b], y) => {
           const [ga, gb] = vjp(g, a, b, y);
-          return [ga && isFloat(a.dtype) ? sumTo(ga, a.shape) : null, gb && isFloat(b.dtype) ? sumTo(gb, b.shape) : null];
+          return [
+            ga && isFloat(a.dtype) ? sumTo(ga, a.shape) : null,
+            gb && isFloat(b.dtype) ? sumTo(gb, b.shape) : null,
+          ];
         }
       : undefined,
   });
@@ -130,9 +141,13 @@ const whereOp = defineOp<undefined>({
   name: "where",
   infer: ([c, a, b]) => {
     if (c.dtype !== "bool") throw new DTypeError(`where: condition must be bool, got ${c.dtype}`);
-    return { shape: broadcastShapes(c.shape, broadcastShapes(a.shape, b.shape, "where"), "where"), dtype: promote(a.dtype, b.dtype) };
+    return {
+      shape: broadcastShapes(c.shape, broadcastShapes(a.shape, b.shape, "where"), "where"),
+      dtype: promote(a.dtype, b.dtype),
+    };
   },
-  forward: (be, out, [c, a, b]) => be.where(expandView(c, out.shape), expandView(a, out.shape), expandView(b, out.shape), out),
+  forward: (be, out, [c, a, b]) =>
+    be.where(expandView(c, out.shape), expandView(a, out.shape), expandView(b, out.shape), out),
   vjp: (g, [c, a, b]) => [
     null,
     isFloat(a.dtype) ? sumTo(where(c, g, 0), a.shape) : null,

@@ -3,9 +3,10 @@
  * used only when the active backend provides the kernel and the inputs are float32; otherwise the
  * caller's composite (defined in terms of primitives) runs. Both must agree (tested).
  */
-import { backend } from "../backend/index.ts";
+
 import type { FusedKernels } from "../backend/backend.ts";
-import { type Tensor, empty } from "../tensor/tensor.ts";
+import { backend } from "../backend/index.ts";
+import { empty, type Tensor } from "../tensor/tensor.ts";
 import { defineOp } from "./table.ts";
 import { contiguous, reshape } from "./view.ts";
 
@@ -51,7 +52,13 @@ const fusedNormOp = defineOp<{ eps: number; rms: boolean }>({
 });
 
 /** Layer norm (rms=false) or RMS norm over the last dim via the fused kernel. */
-export function fusedNormLast(x: Tensor, weight: Tensor | null, bias: Tensor | null, eps: number, rms: boolean): Tensor {
+export function fusedNormLast(
+  x: Tensor,
+  weight: Tensor | null,
+  bias: Tensor | null,
+  eps: number,
+  rms: boolean,
+): Tensor {
   const c = x.shape[x.ndim - 1];
   // Inputs are positional [x, weight?, bias?]: callers fuse only when a bias comes with a weight.
   const ins = [reshape(x, [-1, c])];
@@ -86,13 +93,26 @@ const fusedCeOp = defineOp<{ ignoreIndex: number; labelSmoothing: number }>({
   },
   vjp: (g, [logits, target], _o, { ignoreIndex, labelSmoothing }, lse) => {
     const d = empty(logits.shape, "float32");
-    backend().fused.crossEntropyBackward!(contiguous(logits), contiguous(target), lse as Tensor, contiguous(g), ignoreIndex, labelSmoothing, d);
+    backend().fused.crossEntropyBackward!(
+      contiguous(logits),
+      contiguous(target),
+      lse as Tensor,
+      contiguous(g),
+      ignoreIndex,
+      labelSmoothing,
+      d,
+    );
     return [d, null];
   },
 });
 
 /** Per-row cross-entropy losses (0 on ignored rows) via the fused kernel. */
-export function fusedCrossEntropyRows(logits: Tensor, target: Tensor, ignoreIndex: number, labelSmoothing: number): Tensor {
+export function fusedCrossEntropyRows(
+  logits: Tensor,
+  target: Tensor,
+  ignoreIndex: number,
+  labelSmoothing: number,
+): Tensor {
   return fusedCeOp([logits, target], { ignoreIndex, labelSmoothing });
 }
 
@@ -101,19 +121,48 @@ const fusedAttnOp = defineOp<{ causal: boolean; scale: number; hasMask: boolean 
   infer: ([q]) => ({ shape: [...q.shape], dtype: "float32" }),
   forward: (be, out, [q, k, v, mask], { causal, scale }) => {
     const lse = empty(q.shape.slice(0, 3), "float32");
-    be.fused.attention!(contiguous(q), contiguous(k), contiguous(v), mask ? contiguous(mask) : null, causal, scale, out, lse);
+    be.fused.attention!(
+      contiguous(q),
+      contiguous(k),
+      contiguous(v),
+      mask ? contiguous(mask) : null,
+      causal,
+      scale,
+      out,
+      lse,
+    );
     return lse;
   },
   vjp: (g, [q, k, v, mask], out, { causal, scale }, lse) => {
     const dq = empty(q.shape, "float32");
     const dk = empty(k.shape, "float32");
     const dv = empty(v.shape, "float32");
-    backend().fused.attentionBackward!(contiguous(q), contiguous(k), contiguous(v), mask ? contiguous(mask) : null, causal, scale, out, lse as Tensor, contiguous(g), dq, dk, dv);
+    backend().fused.attentionBackward!(
+      contiguous(q),
+      contiguous(k),
+      contiguous(v),
+      mask ? contiguous(mask) : null,
+      causal,
+      scale,
+      out,
+      lse as Tensor,
+      contiguous(g),
+      dq,
+      dk,
+      dv,
+    );
     return [dq, dk, dv, null];
   },
 });
 
-export function fusedAttention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | null, causal: boolean, scale: number): Tensor {
+export function fusedAttention(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  mask: Tensor | null,
+  causal: boolean,
+  scale: number,
+): Tensor {
   const ins = mask ? [q, k, v, mask] : [q, k, v];
   return fusedAttnOp(ins, { causal, scale, hasMask: !!mask });
 }
@@ -159,7 +208,10 @@ const fusedBatchNormOp = defineOp<BatchNormAttrs>({
       for (let c = 0; c < C; c++) {
         mean.data[c] = rm!.data[rm!.offset + c * rm!.strides[0]] as number;
         // rsqrt of the dtype-rounded var + eps, as the composite computes it
-        const ve = x.dtype === "float32" ? Math.fround((rv!.data[rv!.offset + c * rv!.strides[0]] as number) + a.eps) : (rv!.data[rv!.offset + c * rv!.strides[0]] as number) + a.eps;
+        const ve =
+          x.dtype === "float32"
+            ? Math.fround((rv!.data[rv!.offset + c * rv!.strides[0]] as number) + a.eps)
+            : (rv!.data[rv!.offset + c * rv!.strides[0]] as number) + a.eps;
         rstd.data[c] = 1 / Math.sqrt(ve);
       }
       be.fused.batchNorm!(x, w, b, false, a.eps, out, mean, null, rstd);
@@ -187,7 +239,16 @@ const fusedBatchNormOp = defineOp<BatchNormAttrs>({
  * backend). Training updates the running buffers in place when both are given (momentum, unbiased
  * variance); eval normalises with them. Gradients for x, weight and bias, each only when needed.
  */
-export function fusedBatchNorm(x: Tensor, runningMean: Tensor | null, runningVar: Tensor | null, weight: Tensor | null, bias: Tensor | null, training: boolean, momentum: number, eps: number): Tensor {
+export function fusedBatchNorm(
+  x: Tensor,
+  runningMean: Tensor | null,
+  runningVar: Tensor | null,
+  weight: Tensor | null,
+  bias: Tensor | null,
+  training: boolean,
+  momentum: number,
+  eps: number,
+): Tensor {
   const ins = [reshape(x, [x.shape[0], x.shape[1], -1])];
   if (weight) ins.push(weight);
   if (bias) ins.push(bias);
@@ -199,12 +260,15 @@ const fusedClampOp = defineOp<{ lo: number; hi: number; inclusive: boolean }>({
   name: "fusedClamp",
   infer: ([x]) => ({ shape: [...x.shape], dtype: x.dtype }),
   forward: (be, out, [x], { lo, hi }) => be.fused.clamp!(contiguous(x), lo, hi, out),
-  vjp: (g, [x], _y, { lo, hi, inclusive }) => {
-    const dx = empty(x.shape, x.dtype);
-    backend().fused.clampBackward!(contiguous(x), contiguous(g), lo, hi, inclusive, dx);
-    return [dx];
-  },
+  vjp: (g, [x], _y, { lo, hi, inclusive }) => [clampBackward(x, g, lo, hi, inclusive)],
 });
+
+/** `g` where x is inside [lo, hi] (inclusive) or (lo, hi), else 0, from x alone: no masks. */
+export function clampBackward(x: Tensor, g: Tensor, lo: number, hi: number, inclusive: boolean): Tensor {
+  const dx = empty(x.shape, x.dtype);
+  backend().fused.clampBackward!(contiguous(x), contiguous(g), lo, hi, inclusive, dx);
+  return dx;
+}
 
 /**
  * Clamp into [lo, hi] through the fused kernel; the backward keeps only x (no masks).

@@ -167,6 +167,15 @@ describe("clamp / hardtanh / relu6 (mask-free backward)", () => {
     });
   }
 
+  test("relu: the gradient through the clamp kernel equals PyTorch's (NaN passes, 0 does not)", () => {
+    // torch 1.13: relu(x).sum().backward() on [-1, 0, 0.5, nan, 6, 7] gives [0, 0, 1, 1, 1, 1].
+    const x32 = tensor(Float32Array.from([-1, 0, 0.5, Number.NaN, 6, 7])).requiresGrad_(true);
+    backward(F.sum(F.relu(x32)));
+    assert.deepEqual([...x32.grad!.toFloat64Array()], [0, 0, 1, 1, 1, 1]);
+    const x = leaf([4, 5], 1);
+    gradcheck("relu", (t) => F.relu(t), [x]);
+  });
+
   test("finite differences away from the bounds (float64 through the fused op)", () => {
     const x = leaf([4, 5], 0);
     gradcheck("fused clamp", (t) => fusedClamp(t, -0.6, 0.9, true), [x]);
