@@ -4,10 +4,10 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { backward } from "../../src/autograd/index.ts";
 import { backend, referenceBackend, setBackend } from "../../src/backend/index.ts";
-import * as F from "../../src/ops/index.ts";
 import { fusedBatchNorm, fusedClamp } from "../../src/ops/fused.ts";
+import * as F from "../../src/ops/index.ts";
 import { Generator } from "../../src/tensor/rng.ts";
-import { type Tensor, randn, tensor } from "../../src/tensor/tensor.ts";
+import { randn, type Tensor, tensor } from "../../src/tensor/tensor.ts";
 import { gradcheck } from "../core/gradcheck.ts";
 import { assertClose } from "../helpers.ts";
 
