@@ -342,7 +342,7 @@ void implicit_backward_weight(const Geo& g, const float* x, const float* dy, flo
   const Span* sp = spans.data();
   long ns = (long)spans.size();
   long panels = (Kc + NR - 1) / NR;
-  if (Og * Kc >= (1L << 18) && panels >= 4 * T) {
+  if (Og * Kc >= (1L << 18) && panels >= 8 * T) {
     // big weights: threads split the weight's columns, every task runs over all of the columns
     // of x in big blocks (dy gathered once per block)
     long NP = g.N * g.P();
