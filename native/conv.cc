@@ -205,13 +205,16 @@ void dw_forward(const Geo& g, const float* x, const float* w, float* out) {
   });
 }
 
-// Stride 1: dx is the correlation of dy, padded by (K-1)*d - p, with the flipped kernel.
+// dx is the stride-1 correlation of dy with the flipped kernel, dy spread out by the stride
+// (zeros between, as a transposed convolution) and padded by (K-1)*d - p: 1/(sh*sw) of the taps
+// multiply zeros, but every tap is a plain vector FMA.
 void dw_backward_input(const Geo& g, const float* dy, const float* w, float* dx) {
   long top = (g.KH - 1) * g.dh - g.ph, left = (g.KW - 1) * g.dw - g.pw, KK = g.KH * g.KW;
-  if (g.sh != 1 || g.sw != 1 || top < 0 || left < 0 || KK > 64) return dw_backward_input_scalar(g, dy, w, dx);
+  if (top < 0 || left < 0 || KK > 64 || g.sh > 4 || g.sw > 4) return dw_backward_input_scalar(g, dy, w, dx);
   Packers pk = packers();
   long Og = g.Og(), P = g.P(), HW = g.H * g.W;
-  long Hp = std::max(top + g.OH, g.H + (g.KH - 1) * g.dh), ldp = std::max(left + g.OW, round16(g.W) + (g.KW - 1) * g.dw + 32);
+  long Hp = std::max(top + (g.OH - 1) * g.sh + 1, g.H + (g.KH - 1) * g.dh);
+  long ldp = std::max(left + (g.OW - 1) * g.sw + 1, round16(g.W) + (g.KW - 1) * g.dw + 32);
   plane_chunks(g.N * g.C, [&](long t0, long t1) {
     float* dyp = scratch(0, (size_t)(Hp * ldp));
     std::memset(dyp, 0, sizeof(float) * Hp * ldp);
@@ -220,7 +223,16 @@ void dw_backward_input(const Geo& g, const float* dy, const float* w, float* dx)
       long n = t / g.C, c = t % g.C;
       for (long o = c * Og; o < (c + 1) * Og; o++) {
         for (long k = 0; k < KK; k++) wf[k] = w[o * KK + KK - 1 - k];
-        fill_plane(dy + (n * g.O + o) * P, g.OH, g.OW, top, left, ldp, dyp);
+        const float* src = dy + (n * g.O + o) * P;
+        if (g.sh == 1 && g.sw == 1) {
+          fill_plane(src, g.OH, g.OW, top, left, ldp, dyp);
+        } else {
+          for (long oh = 0; oh < g.OH; oh++) {
+            float* d = dyp + (top + oh * g.sh) * ldp + left;
+            const float* q = src + oh * g.OW;
+            for (long ow = 0; ow < g.OW; ow++) d[ow * g.sw] = q[ow];
+          }
+        }
         pk.dw_plane(dyp, ldp, wf, g.KH, g.KW, 1, 1, g.dh, g.dw, g.H, g.W, dx + t * HW, g.W, o > c * Og);
       }
     }
