@@ -58,8 +58,13 @@ long make_runs(const Geo& g, long j0, long n, Run* runs) {
 
 // t range [lo, hi) of t in [0, len) with 0 <= iw0 + t*sw < W.
 inline void valid_range(long iw0, long sw, long W, long len, long& lo, long& hi) {
-  lo = iw0 >= 0 ? 0 : (-iw0 + sw - 1) / sw;
-  hi = W - iw0 <= 0 ? 0 : (W - iw0 + sw - 1) / sw;
+  if (sw == 1) {  // no divisions on the common path
+    lo = iw0 >= 0 ? 0 : -iw0;
+    hi = W - iw0;
+  } else {
+    lo = iw0 >= 0 ? 0 : (-iw0 + sw - 1) / sw;
+    hi = W - iw0 <= 0 ? 0 : (W - iw0 + sw - 1) / sw;
+  }
   lo = std::min(lo, len);
   hi = std::min(std::max(hi, lo), len);
 }
@@ -76,6 +81,13 @@ struct ConvCtx {
 inline void kidx_split(const Geo& g, long k, long& ci, long& kh, long& kw) {
   long KK = g.KH * g.KW, r = k % KK;
   ci = k / KK, kh = r / g.KW, kw = r % g.KW;
+}
+// the next im2col row after (ci, kh, kw), without divisions
+inline void kidx_next(const Geo& g, long& ci, long& kh, long& kw) {
+  if (++kw == g.KW) {
+    kw = 0;
+    if (++kh == g.KH) kh = 0, ci++;
+  }
 }
 
 // B = dy of group gi as (Og, columns): rows [k0, k0+kc), columns [j0, j0+nr).
