@@ -82,3 +82,18 @@ export async function imageFolder(dir: string, perClass: number, seed: number): 
   }
   return dir;
 }
+
+/** transformers' BERT post-processor as tokenizer.json writes it: [CLS] A [SEP] (B [SEP]). */
+export function bertPostProcessor(clsId: number, sepId: number): Record<string, unknown> {
+  const cls = { SpecialToken: { id: "[CLS]", type_id: 0 } };
+  const sep = (type_id: number) => ({ SpecialToken: { id: "[SEP]", type_id } });
+  return {
+    type: "TemplateProcessing",
+    single: [cls, { Sequence: { id: "A", type_id: 0 } }, sep(0)],
+    pair: [cls, { Sequence: { id: "A", type_id: 0 } }, sep(0), { Sequence: { id: "B", type_id: 1 } }, sep(1)],
+    special_tokens: {
+      "[CLS]": { id: "[CLS]", ids: [clsId], tokens: ["[CLS]"] },
+      "[SEP]": { id: "[SEP]", ids: [sepId], tokens: ["[SEP]"] },
+    },
+  };
+}

@@ -14,7 +14,7 @@ import { prepareTextData } from "../../src/data/text/prepare.ts";
 import { Generator } from "../../src/tensor/rng.ts";
 import { Tokenizer } from "../../src/tokenize/tokenizer.ts";
 import { Trainer } from "../../src/train/index.ts";
-import { FIXTURES } from "../helpers.ts";
+import { bertPostProcessor, FIXTURES } from "../helpers.ts";
 import { tinyModel } from "../train/helpers.ts";
 
 const tmp = mkdtempSync(join(tmpdir(), "tunekit-ner-"));
@@ -63,25 +63,7 @@ function wordPiece(): Tokenizer {
         lowercase: true,
       },
       pre_tokenizer: { type: "BertPreTokenizer" },
-      post_processor: {
-        type: "TemplateProcessing",
-        single: [
-          { SpecialToken: { id: "[CLS]", type_id: 0 } },
-          { Sequence: { id: "A", type_id: 0 } },
-          { SpecialToken: { id: "[SEP]", type_id: 0 } },
-        ],
-        pair: [
-          { SpecialToken: { id: "[CLS]", type_id: 0 } },
-          { Sequence: { id: "A", type_id: 0 } },
-          { SpecialToken: { id: "[SEP]", type_id: 0 } },
-          { Sequence: { id: "B", type_id: 1 } },
-          { SpecialToken: { id: "[SEP]", type_id: 1 } },
-        ],
-        special_tokens: {
-          "[CLS]": { id: "[CLS]", ids: [2], tokens: ["[CLS]"] },
-          "[SEP]": { id: "[SEP]", ids: [3], tokens: ["[SEP]"] },
-        },
-      },
+      post_processor: bertPostProcessor(2, 3),
       decoder: { type: "WordPiece", prefix: "##", cleanup: true },
       model: {
         type: "WordPiece",

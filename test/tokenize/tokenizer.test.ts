@@ -6,6 +6,7 @@ import { describe, test } from "node:test";
 import { TokenizerError } from "../../src/tokenize/errors.ts";
 import { type ChatMessage, Tokenizer } from "../../src/tokenize/tokenizer.ts";
 import { trainByteLevelBPE } from "../../src/tokenize/train-bpe.ts";
+import { bertPostProcessor } from "../helpers.ts";
 import { CHATML_CONFIG, CHATML_DIR, chatmlTokenizerJson } from "./make-fixtures.ts";
 
 const conversation: ChatMessage[] = [
@@ -137,25 +138,7 @@ describe("Tokenizer: encoding options", () => {
   // A BERT-like post-processor on a byte-level model: [CLS] A [SEP] (B [SEP]).
   const withTemplate = {
     ...json,
-    post_processor: {
-      type: "TemplateProcessing",
-      single: [
-        { SpecialToken: { id: "[CLS]", type_id: 0 } },
-        { Sequence: { id: "A", type_id: 0 } },
-        { SpecialToken: { id: "[SEP]", type_id: 0 } },
-      ],
-      pair: [
-        { SpecialToken: { id: "[CLS]", type_id: 0 } },
-        { Sequence: { id: "A", type_id: 0 } },
-        { SpecialToken: { id: "[SEP]", type_id: 0 } },
-        { Sequence: { id: "B", type_id: 1 } },
-        { SpecialToken: { id: "[SEP]", type_id: 1 } },
-      ],
-      special_tokens: {
-        "[CLS]": { id: "[CLS]", ids: [0], tokens: ["[CLS]"] },
-        "[SEP]": { id: "[SEP]", ids: [1], tokens: ["[SEP]"] },
-      },
-    },
+    post_processor: bertPostProcessor(0, 1),
   };
   const tok = Tokenizer.fromJSON(withTemplate, {
     cls_token: "[CLS]",
