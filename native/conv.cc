@@ -396,24 +396,29 @@ void implicit_backward_weight(const Geo& g, const float* x, const float* dy, flo
       }
     return;
   }
-  // small weights: threads split the columns, each accumulating a private copy of dw
+  // small weights: the column spans are cut into T fixed, contiguous groups, each summed into a
+  // private copy of dw; the copies are added in group order. The grouping, not which thread ran
+  // which span, decides the summation order, so the result is the same bits on every run (exact
+  // resume needs that).
   long WS = g.O * Kc;
   float* acc = workspace(1, (size_t)(WS * T));
   std::vector<char> used(T, 0);
-  parallel_for(ns, [&](long t, int th) {
-    long s = sp[t].start, len = sp[t].len;
-    float* mine = acc + th * WS;
+  parallel_for(T, [&](long k, int) {
+    float* mine = acc + k * WS;
     static thread_local std::vector<float> gathered;  // scratch slot 3 belongs to the packer
-    if (gathered.size() < (size_t)(Og * len)) gathered.resize((size_t)(Og * len));
-    float* buf = gathered.data();
-    for (long gi = 0; gi < g.G; gi++) {
-      long rs;
-      const float* a = dy_block(g, dy, gi, s, len, buf, rs);
-      ConvCtx ctx{&g, x, nullptr, gi, s, 0};
-      sgemm_panels_serial(Og, Kc, len, a, rs, 1, false, nullptr, 0, 0, BPacker{packers().im2col_t, &ctx}, mine + gi * Og * Kc,
-                          Kc, used[th], CEmitter{nullptr, nullptr});
+    for (long t = ns * k / T; t < ns * (k + 1) / T; t++) {
+      long s = sp[t].start, len = sp[t].len;
+      if (gathered.size() < (size_t)(Og * len)) gathered.resize((size_t)(Og * len));
+      float* buf = gathered.data();
+      for (long gi = 0; gi < g.G; gi++) {
+        long rs;
+        const float* a = dy_block(g, dy, gi, s, len, buf, rs);
+        ConvCtx ctx{&g, x, nullptr, gi, s, 0};
+        sgemm_panels_serial(Og, Kc, len, a, rs, 1, false, nullptr, 0, 0, BPacker{packers().im2col_t, &ctx},
+                            mine + gi * Og * Kc, Kc, used[k], CEmitter{nullptr, nullptr});
+      }
+      used[k] = true;
     }
-    used[th] = true;
   });
   std::memset(dw, 0, sizeof(float) * WS);
   for (long th = 0; th < T; th++)
@@ -493,12 +498,13 @@ void conv2d_backward_weight(const int32_t* meta, const float* x, const float* dy
   if (g.pointwise() && P >= 256 && g.N >= num_threads()) {
     // dw_g (Og, Cg) = sum_n dy[n, g] (Og, P) @ x[n, g]^T (P, Cg): threads over images, each with a
     // private sum; computed transposed (x @ dy^T) when Cg < Og so the narrow side is M, not NR.
+    // T fixed groups of images, summed in group order: the same bits whichever thread ran which.
     long T = num_threads(), WS = g.O * Cg;
     bool tr = Cg < Og;
     float* acc = workspace(1, (size_t)(WS * T));
     std::vector<char> used(T, 0);
-    plane_chunks(g.N, [&](long n0, long n1) {
-      int th = thread_index();
+    parallel_for(T, [&](long k, int) {
+      long n0 = g.N * k / T, n1 = g.N * (k + 1) / T, th = k;
       float* mine = acc + th * WS;
       for (long n = n0; n < n1; n++) {
         for (long gi = 0; gi < g.G; gi++) {

@@ -99,6 +99,24 @@ describe("native conv2d", { skip }, () => {
     const c = cases[0];
     check(c, permutedView([c.N, c.C, c.H, c.W], [0, 2, 3, 1]));
   });
+  test("backward-weight gives the same bits on every call (exact resume depends on it)", () => {
+    // Both paths that sum per-group private copies of dw: pointwise over images, and the implicit
+    // GEMM's small-weight path over column spans. When the copies followed whichever thread ran a
+    // task, the summation order changed from call to call.
+    for (const c of [cases[3], cases[8], { ...cases[3], N: 7 }]) {
+      const OH = outSize(c.H, c.k[0], c.p.stride[0], c.p.padding[0], c.p.dilation[0]);
+      const OW = outSize(c.W, c.k[1], c.p.stride[1], c.p.padding[1], c.p.dilation[1]);
+      const x = randT([c.N, c.C, c.H, c.W]);
+      const dy = randT([c.N, c.O, OH, OW]);
+      const first = zerosT([c.O, c.C / c.p.groups, c.k[0], c.k[1]]);
+      nat().conv2dBackwardWeight(x, dy, first, c.p);
+      for (let r = 0; r < 30; r++) {
+        const dw = zerosT(first.shape);
+        nat().conv2dBackwardWeight(x, dy, dw, c.p);
+        assertClose(dw, first, 0, `call ${r} of ${JSON.stringify(c)}`);
+      }
+    }
+  });
 });
 
 describe("native pooling", { skip }, () => {
