@@ -48,7 +48,8 @@ function parseArgs(argv: string[]): Args {
     else if (s.startsWith("--rows=")) a.rows = s.slice(7).split(",").filter(Boolean);
     else if (s === "--reps") a.reps = Number(argv[++i]);
     else throw new Error(`bench: unknown argument '${s}' (known: --quick, --rows a,b, --reps N, --write, --profile)`);
-    if (a.reps !== null && !(Number.isInteger(a.reps) && a.reps >= 1)) throw new Error("bench: --reps takes an integer >= 1");
+    if (a.reps !== null && !(Number.isInteger(a.reps) && a.reps >= 1))
+      throw new Error("bench: --reps takes an integer >= 1");
   }
   return a;
 }
@@ -123,7 +124,12 @@ function tunekitWorker(spec: RowSpec, threads: number, profile: boolean): Promis
 
 function torchWorker(spec: RowSpec, threads: number): Promise<Worker> {
   const env = { ...process.env, OMP_NUM_THREADS: String(threads) };
-  return Worker.start("torch", PYTHON, [join(HERE, "e2e", "torch_worker.py"), JSON.stringify(spec), String(threads)], env);
+  return Worker.start(
+    "torch",
+    PYTHON,
+    [join(HERE, "e2e", "torch_worker.py"), JSON.stringify(spec), String(threads)],
+    env,
+  );
 }
 
 /** Runs one row: both workers built and warmed up, then alternating timed repetitions. */
@@ -173,7 +179,16 @@ const fmtRate = (x: number) => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1)
 const fmtMB = (kb: number) => `${(kb / 1024).toFixed(0)} MB`;
 
 function tableRows(results: RowResult[]): string[][] {
-  const head = ["row", "unit", "tunekit", "torch", "ratio", "tunekit peak RSS", "torch peak RSS", "ms/rep tk | torch (median)"];
+  const head = [
+    "row",
+    "unit",
+    "tunekit",
+    "torch",
+    "ratio",
+    "tunekit peak RSS",
+    "torch peak RSS",
+    "ms/rep tk / torch (median)",
+  ];
   const out = [head];
   for (const r of results) {
     const title = r.spec.note ? `${r.spec.title} [quick: ${r.spec.note}]` : r.spec.title;
@@ -194,7 +209,7 @@ function tableRows(results: RowResult[]): string[][] {
       r.torch ? `${(tkRate / thRate).toFixed(2)}x` : "-",
       fmtMB(r.tunekit.maxRssKB),
       r.torch ? fmtMB(r.torch.maxRssKB) : "-",
-      `${tkMs.toFixed(0)} | ${r.torch ? thMs.toFixed(0) : "-"}`,
+      `${tkMs.toFixed(0)} / ${r.torch ? thMs.toFixed(0) : "-"}`,
     ]);
   }
   return out;
@@ -223,7 +238,9 @@ function printProfiles(results: RowResult[]): void {
     );
     const sorted = Object.entries(p.ops).sort((a, b) => b[1].ms - a[1].ms);
     for (const [name, o] of sorted.slice(0, 14))
-      console.log(`  ${name.padEnd(28)} ${o.ms.toFixed(0).padStart(7)} ms ${((100 * o.ms) / p.totalMs).toFixed(1).padStart(5)}%  ${String(o.calls).padStart(6)} calls`);
+      console.log(
+        `  ${name.padEnd(28)} ${o.ms.toFixed(0).padStart(7)} ms ${((100 * o.ms) / p.totalMs).toFixed(1).padStart(5)}%  ${String(o.calls).padStart(6)} calls`,
+      );
   }
 }
 
@@ -236,8 +253,13 @@ function machine(threads: number, torchVersion: string | null): Record<string, s
   // BENCH_COMMIT: for runs from an exported snapshot (git archive) that has no .git.
   let commit = process.env.BENCH_COMMIT ?? "unknown";
   try {
-    commit = execSync("git rev-parse --short HEAD", { cwd: ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
-    if (execSync("git status --porcelain -- src native", { cwd: ROOT, encoding: "utf8" }).trim()) commit += " + uncommitted changes in src/native";
+    commit = execSync("git rev-parse --short HEAD", {
+      cwd: ROOT,
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "ignore"],
+    }).trim();
+    if (execSync("git status --porcelain -- src native", { cwd: ROOT, encoding: "utf8" }).trim())
+      commit += " + uncommitted changes in src/native";
   } catch {}
   return {
     cpu: `${cpu} (${isa})`,
@@ -282,7 +304,9 @@ async function main(): Promise<void> {
   const m = machine(threads, tv);
   const load0 = loadavg()[0];
   const t0 = performance.now();
-  console.log(`tunekit end-to-end benchmark${args.quick ? " [QUICK: reduced shapes, 2 reps]" : ""}; ${threads} threads each side; load average ${load0.toFixed(1)}`);
+  console.log(
+    `tunekit end-to-end benchmark${args.quick ? " [QUICK: reduced shapes, 2 reps]" : ""}; ${threads} threads each side; load average ${load0.toFixed(1)}`,
+  );
   const results: RowResult[] = [];
   for (const spec of rows) {
     process.stderr.write(`${spec.id} `);
@@ -291,7 +315,10 @@ async function main(): Promise<void> {
     const line = tableRows([r])[1];
     process.stderr.write(` ${((performance.now() - t0) / 1e3).toFixed(0)} s: ${line.slice(2).join("  ")}\n`);
     mkdirSync(join(HERE, "out"), { recursive: true });
-    appendFileSync(join(HERE, "out", "e2e-rows.jsonl"), `${JSON.stringify({ time: new Date().toISOString(), load: loadavg()[0], ...r })}\n`);
+    appendFileSync(
+      join(HERE, "out", "e2e-rows.jsonl"),
+      `${JSON.stringify({ time: new Date().toISOString(), load: loadavg()[0], ...r })}\n`,
+    );
   }
   const load1 = loadavg()[0];
   const minutes = (performance.now() - t0) / 60e3;
