@@ -146,6 +146,13 @@ export interface ArmRunnerOptions {
 }
 
 /** Returns `arm(name, kind, cfg, note)`: trains one arm with the shared settings, logging before and after. */
+/** The classification tasks' metric for {@link armRunner}: test accuracy as a percentage. */
+export const TEST_ACCURACY = {
+  metric: "accuracy",
+  label: "test accuracy",
+  format: (v: number) => `${(100 * v).toFixed(1)}%`,
+} as const;
+
 export function armRunner(o: DemoOptions, r: ArmRunnerOptions) {
   let n = r.done ?? 0;
   return async (

@@ -29,7 +29,7 @@ import type { ImageClassifier } from "../models/vision-common.ts";
 import type { Module } from "../nn/module.ts";
 import { manualSeed } from "../tensor/rng.ts";
 import type { TrainerConfig } from "../train/index.ts";
-import { type ArmResult, armRunner, type DemoOptions, type DemoResult } from "./common.ts";
+import { type ArmResult, armRunner, type DemoOptions, type DemoResult, TEST_ACCURACY } from "./common.ts";
 
 const DIGITS = [5, 6, 7, 8, 9];
 
@@ -92,9 +92,7 @@ export async function runImages(o: DemoOptions): Promise<DemoResult> {
       task: "images",
       total: 3,
       common,
-      metric: "accuracy",
-      label: "test accuracy",
-      format: (v) => `${(100 * v).toFixed(1)}%`,
+      ...TEST_ACCURACY,
       budget: `${steps} steps of ${b.batchSize}`,
       arms,
     });

@@ -23,7 +23,7 @@ import { getArchitecture, type LoadedModel, loadPretrained } from "../models/ind
 import { manualSeed } from "../tensor/rng.ts";
 import type { Tokenizer } from "../tokenize/tokenizer.ts";
 import type { TrainerConfig } from "../train/index.ts";
-import { type ArmResult, armRunner, type DemoOptions, type DemoResult } from "./common.ts";
+import { type ArmResult, armRunner, type DemoOptions, type DemoResult, TEST_ACCURACY } from "./common.ts";
 import { loadSpamAssassin, SPAM_LABELS, stratifiedSample } from "./spam.ts";
 
 /**
@@ -141,9 +141,7 @@ export async function runText(o: DemoOptions): Promise<DemoResult> {
     task: "text",
     total: 3,
     common,
-    metric: "accuracy",
-    label: "test accuracy",
-    format: (v) => `${(100 * v).toFixed(1)}%`,
+    ...TEST_ACCURACY,
     budget: `${steps} steps of ${b.batchSize}`,
     arms,
   });
