@@ -290,14 +290,9 @@ export class Tokenizer {
       pieces = pieces.slice(0, budget);
       owner = owner.slice(0, budget);
     }
-    const enc = this.postProcess(pieces, null, undefined, undefined, add);
-    const laid = this.runPostProcessor(
-      pieces.map((_, i) => `\u0000A${i}`),
-      null,
-      add,
-    ).tokens;
-    const wordIds = laid.map((t) => (t.startsWith("\u0000A") ? owner[Number(t.slice(2))]! : null));
-    return { ...enc, wordIds };
+    const from: (number | null)[] = [];
+    const enc = this.postProcess(pieces, null, undefined, undefined, add, from);
+    return { ...enc, wordIds: from.map((i) => (i === null ? null : owner[i]!)) };
   }
 
   /** Whether the pre-tokenizer is (or contains) ByteLevel: GPT-2, RoBERTa, Llama 3, Qwen2. */
@@ -475,6 +470,8 @@ export class Tokenizer {
     o1: [number, number][] | undefined,
     o2: [number, number][] | undefined,
     add: boolean,
+    /** Filled with, per output token, its index in `t1` (null for special tokens and `t2`'s). */
+    fromA?: (number | null)[],
   ): Encoding {
     const s1 = t1.map((_, i) => `\u0000A${i}`);
     const s2 = t2 === null ? null : t2.map((_, i) => `\u0000B${i}`);
@@ -485,13 +482,16 @@ export class Tokenizer {
     for (const s of laid) {
       if (s.startsWith("\u0000A")) {
         const i = Number(s.slice(2));
+        fromA?.push(i);
         tokens.push(t1[i]!);
         if (withOffsets) offsets.push(o1![i]!);
       } else if (s.startsWith("\u0000B")) {
+        fromA?.push(null);
         const i = Number(s.slice(2));
         tokens.push(t2![i]!);
         if (withOffsets) offsets.push(o2![i]!);
       } else {
+        fromA?.push(null);
         tokens.push(s);
         if (withOffsets) offsets.push([0, 0]);
       }
