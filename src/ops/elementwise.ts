@@ -51,9 +51,7 @@ export const sigmoid = defineUnary("sigmoid", (g, _x, y) => mul(g, mul(y, sub(1,
 export const relu = defineUnary(
   "relu",
   (g, x) =>
-    canFuse("clampBackward", x, g) && x.shape.length === g.shape.length
-      ? clampBackward(x, g, 0, Number.POSITIVE_INFINITY, false)
-      : where(gt(x, 0), g, 0),
+    canFuse("clampBackward", x, g) ? clampBackward(x, g, 0, Number.POSITIVE_INFINITY, false) : where(gt(x, 0), g, 0),
   true,
 );
 export const sign = defineUnary("sign", undefined, true);
