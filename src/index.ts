@@ -16,6 +16,8 @@ await initBackend();
 export * from "./tensor/tensor.ts";
 export * from "./tensor/errors.ts";
 export { Generator, manualSeed } from "./tensor/rng.ts";
+export { stepScope, type StepScopeOptions } from "./tensor/scope.ts";
+export { StoragePool, storagePool } from "./tensor/pool.ts";
 export type { DType } from "./tensor/dtype.ts";
 export { backend, initBackend, setBackend, withBackend, referenceBackend } from "./backend/index.ts";
 export * from "./autograd/index.ts";

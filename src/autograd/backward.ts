@@ -7,6 +7,7 @@ import { cast, clone } from "../ops/view.ts";
 import { AutogradError, fmtShape } from "../tensor/errors.ts";
 import { shapesEqual } from "../tensor/shape.ts";
 import { type Tensor, ones, zeros } from "../tensor/tensor.ts";
+import { GradReleaser } from "./release.ts";
 import { setGradEnabled } from "./tape.ts";
 
 function topoOrder(root: Tensor): Tensor[] {
@@ -45,23 +46,33 @@ export function runBackward(root: Tensor, grad: Tensor, opts: BackwardOptions = 
   const captured = new Set(opts.capture ?? []);
   const out = new Map<Tensor, Tensor>();
   const grads = new Map<Tensor, Tensor>([[root, grad]]);
+  // Inside a step scope: dead intermediate gradients go back to the pool as soon as possible.
+  const rel = GradReleaser.start();
+  rel?.hold(grad);
   const prev = setGradEnabled(false);
   try {
     for (const t of topoOrder(root)) {
       const g = grads.get(t);
       if (!g) continue;
       grads.delete(t);
-      if (captured.has(t)) out.set(t, g);
+      rel?.unhold(g);
+      if (captured.has(t)) {
+        out.set(t, g);
+        rel?.pin(g);
+      }
       if (!t.node) {
         if (opts.accumulate !== false && t.requiresGrad) {
           const gg = cast(g, t.dtype);
           // A fresh copy: the same gradient tensor may flow to several leaves, and optimisers
           // and clipping modify .grad in place.
           t.grad = t.grad ? add(t.grad, gg) : clone(gg);
+          rel?.drop(gg);
         }
+        rel?.drop(g);
         continue;
       }
       const gs = t.node.vjp(g);
+      const dead = [g];
       t.node.inputs.forEach((inp, i) => {
         const gi = gs[i];
         if (!gi || !inp.requiresGrad) return;
@@ -69,8 +80,15 @@ export function runBackward(root: Tensor, grad: Tensor, opts: BackwardOptions = 
           throw new AutogradError(`backward: ${t.node?.op} produced a gradient of shape ${fmtShape(gi.shape)} for an input of shape ${fmtShape(inp.shape)}`);
         }
         const acc = grads.get(inp);
-        grads.set(inp, acc ? add(acc, gi) : gi);
+        const sum = acc ? add(acc, gi) : gi;
+        grads.set(inp, sum);
+        rel?.hold(sum);
+        if (acc) {
+          rel?.unhold(acc);
+          dead.push(acc, gi);
+        }
       });
+      if (rel) for (const d of dead) rel.drop(d);
     }
   } finally {
     setGradEnabled(prev);

@@ -24,6 +24,9 @@ export class AutogradError extends TunekitError {}
 /** Invalid argument value (negative size, unknown option, ...). */
 export class ValueError extends TunekitError {}
 
+/** A tensor whose storage a step scope released was read (see `stepScope`). */
+export class ReleasedTensorError extends TunekitError {}
+
 export function fmtShape(shape: readonly number[]): string {
   return `[${shape.join(",")}]`;
 }

@@ -3,8 +3,9 @@
  * fields. Views (reshape, permute, slice, expand) share storage; ops live in `src/ops/` and are
  * attached as methods there, so this file depends on nothing but layer-0 utilities.
  */
-import { type DType, type TypedArray, allocStorage, bf16ToF32, f16ToF32, isHalf } from "./dtype.ts";
-import { DTypeError, IndexError, ShapeError, ValueError, fmtShape } from "./errors.ts";
+import { type DType, type TypedArray, bf16ToF32, f16ToF32, isHalf } from "./dtype.ts";
+import { DTypeError, IndexError, ReleasedTensorError, ShapeError, ValueError, fmtShape } from "./errors.ts";
+import { type Lease, allocate, leaseOf } from "./pool.ts";
 import { type Generator, defaultGenerator } from "./rng.ts";
 import { type Shape, checkShape, contiguousStrides, isContiguous, numel } from "./shape.ts";
 
@@ -22,7 +23,9 @@ let nextId = 1;
 
 export class Tensor {
   readonly id = nextId++;
-  readonly data: TypedArray;
+  #data: TypedArray;
+  /** Set when the storage came from the step pool (`src/tensor/pool.ts`). */
+  readonly #lease: Lease | null;
   readonly dtype: DType;
   readonly shape: readonly number[];
   readonly strides: readonly number[];
@@ -34,11 +37,28 @@ export class Tensor {
   node: GradNode | null = null;
 
   constructor(data: TypedArray, dtype: DType, shape: Shape, strides?: Shape, offset = 0) {
-    this.data = data;
+    this.#data = data;
+    this.#lease = leaseOf(data);
     this.dtype = dtype;
     this.shape = Object.freeze([...shape]);
     this.strides = Object.freeze(strides ? [...strides] : contiguousStrides(shape));
     this.offset = offset;
+  }
+
+  /** The storage (shared by views). Throws once a step scope released it (see `stepScope`). */
+  get data(): TypedArray {
+    if (this.#lease?.released) throw new ReleasedTensorError(`${this.toString()} was released at the end of a step scope (stepScope) and has no storage any more; keep it (the scope's keep list or its return value) to use it after the scope`);
+    return this.#data;
+  }
+
+  /** True once a step scope released this tensor's storage. */
+  get released(): boolean {
+    return this.#lease?.released === true;
+  }
+
+  /** The storage without the release check (for the scope's own bookkeeping). */
+  get storageUnchecked(): TypedArray {
+    return this.#data;
   }
 
   get ndim(): number {
@@ -216,7 +236,7 @@ export function tensor(data: NestedArray | TypedArray | ArrayLike<number>, opts:
   checkShape(shape, "tensor");
   if (numel(shape) !== flat.length) throw new ShapeError(`tensor: ${flat.length} values do not fill shape ${fmtShape(shape)}`);
   const dtype = opts.dtype ?? inferDtype(data);
-  const storage = allocStorage(dtype, flat.length);
+  const storage = allocate(dtype, flat.length);
   if (isHalf(dtype) && !(data instanceof Uint16Array)) {
     throw new DTypeError(`tensor: create ${dtype} tensors from float32 with .to("${dtype}") or from raw bits in a Uint16Array`);
   }
@@ -236,7 +256,7 @@ function inferDtype(data: unknown): DType {
 function make(shape: Shape, opts: TensorOptions, fill?: (a: TypedArray) => void): Tensor {
   checkShape(shape, "tensor");
   const dtype = opts.dtype ?? "float32";
-  const data = allocStorage(dtype, numel(shape));
+  const data = allocate(dtype, numel(shape));
   fill?.(data);
   const t = new Tensor(data, dtype, shape);
   if (opts.requiresGrad) t.requiresGrad_(true);
