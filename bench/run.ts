@@ -8,6 +8,7 @@
  *   npm run bench -- --write           # also write bench/RESULTS.md
  *   npm run bench -- --profile         # tunekit time per backend op (what NOTES.md quotes)
  *   npm run bench -- --reps 2          # override the repetitions of every row (loaded machine)
+ *   npm run bench -- --scope           # tunekit's training steps inside stepScope (pooled storage)
  *
  * Each finished row is also appended to bench/out/e2e-rows.jsonl (gitignored) as it completes.
  *
@@ -44,10 +45,11 @@ function parseArgs(argv: string[]): Args {
     if (s === "--quick") a.quick = true;
     else if (s === "--write") a.write = true;
     else if (s === "--profile") a.profile = true;
+    else if (s === "--scope") process.env.TUNEKIT_BENCH_SCOPE = "1";
     else if (s === "--rows") a.rows = (argv[++i] ?? "").split(",").filter(Boolean);
     else if (s.startsWith("--rows=")) a.rows = s.slice(7).split(",").filter(Boolean);
     else if (s === "--reps") a.reps = Number(argv[++i]);
-    else throw new Error(`bench: unknown argument '${s}' (known: --quick, --rows a,b, --reps N, --write, --profile)`);
+    else throw new Error(`bench: unknown argument '${s}' (known: --quick, --rows a,b, --reps N, --write, --profile, --scope)`);
     if (a.reps !== null && !(Number.isInteger(a.reps) && a.reps >= 1))
       throw new Error("bench: --reps takes an integer >= 1");
   }

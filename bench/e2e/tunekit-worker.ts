@@ -5,7 +5,8 @@
  * Protocol (one JSON object per line): after building the model and the warm-up it prints
  * `{"ready":true}`; each `rep` line on stdin runs one timed repetition and prints `{"ms":...}`;
  * `end` prints `{"maxRssKB":...}` (plus the op profile with `--profile`) and exits.
- * `TUNEKIT_THREADS` (set by bench/run.ts) fixes the native thread count.
+ * `TUNEKIT_THREADS` (set by bench/run.ts) fixes the native thread count; `TUNEKIT_BENCH_SCOPE=1`
+ * (`npm run bench -- --scope`) runs each training step inside `stepScope` (pooled storage).
  */
 import { createInterface } from "node:readline";
 import { PerformanceObserver } from "node:perf_hooks";
@@ -22,6 +23,7 @@ import {
   randint,
   randn,
   setBackend,
+  stepScope,
   type Tensor,
   tensor,
 } from "../../src/index.ts";
@@ -32,6 +34,7 @@ import type { RowSpec } from "./rows.ts";
 
 const spec = JSON.parse(process.argv[2]) as RowSpec;
 const profiling = process.argv.includes("--profile");
+const scoped = process.env.TUNEKIT_BENCH_SCOPE === "1";
 
 // ---- optional profile: time spent in each backend call, by name ---------------------------------
 
@@ -87,6 +90,11 @@ function adamw(model: PretrainedModel): optim.AdamW {
 }
 
 function trainStep(model: PretrainedModel, opt: optim.AdamW, inputs: () => Record<string, Tensor>): void {
+  if (scoped) stepScope(() => step(model, opt, inputs), { keep: [model, opt] });
+  else step(model, opt, inputs);
+}
+
+function step(model: PretrainedModel, opt: optim.AdamW, inputs: () => Record<string, Tensor>): void {
   const out = (model as unknown as { forward(i: Record<string, Tensor>): { loss?: Tensor } }).forward(inputs());
   if (!out.loss) throw new Error("the model returned no loss");
   backward(out.loss);

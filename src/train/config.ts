@@ -121,6 +121,12 @@ export interface TrainerConfig {
   logEvery?: number;
   /** No progress output (tests). */
   quiet?: boolean;
+  /**
+   * Run each optimizer step inside `stepScope` (default true): the step's intermediates go back to
+   * a storage pool when it ends and dead gradients during backward, instead of waiting for the GC.
+   * Tensors a callback or metric must keep past a step have to hang off the model or optimizer.
+   */
+  stepScope?: boolean;
   callbacks?: TrainerCallback[];
   loggers?: Logger[];
   /** Shown in the report's baseline comparison. */

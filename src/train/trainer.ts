@@ -36,6 +36,7 @@ import {
 import type { MetricRow } from "../report/types.ts";
 import { TunekitError, ValueError } from "../tensor/errors.ts";
 import { defaultGenerator, manualSeed } from "../tensor/rng.ts";
+import { stepScope } from "../tensor/scope.ts";
 import { Tensor } from "../tensor/tensor.ts";
 import { type FrozenSnapshot, snapshotFrozen } from "./audit.ts";
 import {
@@ -304,7 +305,12 @@ export class Trainer {
       do micro.push(await this.src.next());
       while (micro.length < c.gradAccumulation && this.src.cursor().position !== 0);
       const lr = this.optimizer.paramGroups[0].lr;
-      const { loss, ok } = this.trainStep(micro);
+      const { loss, ok } =
+        this.options.stepScope === false
+          ? this.trainStep(micro)
+          : stepScope(() => this.trainStep(micro), {
+              keep: [this.model, this.optimizer, this.scheduler, this.audit, this.best],
+            });
       this.s.step++;
       for (const b of micro) {
         this.timing.samples += b.numSamples;
