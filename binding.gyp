@@ -6,6 +6,7 @@
         "native/addon.cc",
         "native/runtime.cc",
         "native/gemm.cc",
+        "native/gemm_half.cc",
         "native/gemv.cc",
         "native/conv.cc",
         "native/pool.cc",

@@ -145,6 +145,61 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// matmulMixed(a, adt, aOff, b, bdt, bOff, c, cOff, meta, accumulate): matmul with bf16/f16
+// operands (dt 0 float32 in a Float32Array, 1 bfloat16 / 2 float16 in a Uint16Array); same meta.
+const void* typed_operand(const Napi::CallbackInfo& info, int i, int dt, size_t* len) {
+  if (dt == 0) return f32(info, i, len);
+  if (dt != 1 && dt != 2) fail(info.Env(), "matmulMixed: dtype code must be 0, 1 or 2");
+  if (!info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_uint16_array)
+    fail(info.Env(), "argument " + std::to_string(i) + " must be a Uint16Array (bf16/f16 storage)");
+  return ptr<uint16_t, Napi::Uint16Array>(info, i, len);
+}
+
+Napi::Value MatmulMixed(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  size_t la, lb, lc, lm;
+  int adt = (int)num(info, 1), bdt = (int)num(info, 4);
+  const void* a = typed_operand(info, 0, adt, &la);
+  long aoff = num(info, 2);
+  const void* b = typed_operand(info, 3, bdt, &lb);
+  long boff = num(info, 5);
+  float* c = f32(info, 6, &lc);
+  long coff = num(info, 7);
+  const int32_t* m = i32(info, 8, &lm);
+  bool acc = flag(info, 9);
+  int nbd = m[0];
+  if (nbd < 0 || nbd > 12 || lm < (size_t)(9 + 4 * nbd)) fail(env, "matmulMixed: bad meta");
+  long M = m[1], N = m[2], K = m[3];
+  long sz[16], as[16], bs[16], cs[16];
+  long nb = 1;
+  for (int d = 0; d < nbd; d++) {
+    sz[d] = m[9 + 4 * d], as[d] = m[10 + 4 * d], bs[d] = m[11 + 4 * d], cs[d] = m[12 + 4 * d];
+    nb *= sz[d];
+  }
+  sz[nbd] = M, sz[nbd + 1] = K, as[nbd] = m[4], as[nbd + 1] = m[5];
+  check_span(env, "matmul a", la, aoff, nbd + 2, sz, as);
+  sz[nbd] = K, sz[nbd + 1] = N, bs[nbd] = m[6], bs[nbd + 1] = m[7];
+  check_span(env, "matmul b", lb, boff, nbd + 2, sz, bs);
+  sz[nbd] = M, sz[nbd + 1] = N, cs[nbd] = m[8], cs[nbd + 1] = 1;
+  check_span(env, "matmul out", lc, coff, nbd + 2, sz, cs);
+  static thread_local std::vector<long> offs;
+  offs.resize(3 * nb);
+  long idx[16] = {0};
+  long ao = aoff, bo = boff, co = coff;
+  for (long i = 0; i < nb; i++) {
+    offs[i] = ao, offs[nb + i] = bo, offs[2 * nb + i] = co;
+    for (int d = nbd - 1; d >= 0; d--) {
+      ao += as[d], bo += bs[d], co += cs[d];
+      if (++idx[d] < sz[d]) break;
+      ao -= idx[d] * as[d], bo -= idx[d] * bs[d], co -= idx[d] * cs[d];
+      idx[d] = 0;
+    }
+  }
+  gemm_mixed_batched(nb, offs.data(), offs.data() + nb, offs.data() + 2 * nb, M, N, K, a, adt, m[4], m[5], b, bdt,
+                     m[6], m[7], c, m[8], acc);
+  return env.Undefined();
+}
+
 #include "addon_kernels.inc"
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -157,6 +212,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("configure", Napi::Function::New(env, Configure));
   exports.Set("fmaPeak", Napi::Function::New(env, FmaPeak));
   exports.Set("matmul", Napi::Function::New(env, Matmul));
+  exports.Set("matmulMixed", Napi::Function::New(env, MatmulMixed));
   register_kernels(env, exports);
   return exports;
 }

@@ -78,4 +78,13 @@ int sgemm_nr();
 // Register-only FMA throughput loop (GFLOP/s measurement); returns flops done.
 double fma_peak_loop(long iters);
 
+// ---- gemm_half.cc ---------------------------------------------------------------------------
+// sgemm/sgemm_batched with per-operand storage types (dt 0 float32, 1 bfloat16, 2 float16; a
+// half operand points at uint16_t): widened to float32 while packing, float32 accumulate.
+void gemm_mixed(long M, long N, long K, const void* A, int adt, long rsa, long csa, const void* B, int bdt, long rsb,
+                long csb, float* C, long ldc, bool accumulate);
+void gemm_mixed_batched(long nb, const long* aoff, const long* boff, const long* coff, long M, long N, long K,
+                        const void* A, int adt, long rsa, long csa, const void* B, int bdt, long rsb, long csb,
+                        float* C, long ldc, bool accumulate);
+
 }  // namespace tk

@@ -1,7 +1,8 @@
 /**
  * The native backend: the C++ addon (`native/`) for float32 work, the reference backend for
- * everything else (float64 gradient checks, half/int inputs, index kernels). Same semantics as
- * the reference for every kernel; the addon reads and writes the tensors' own typed arrays.
+ * everything else (float64 gradient checks, half/int inputs except matmul's bf16/f16 operands,
+ * index kernels). Same semantics as the reference for every kernel; the addon reads and writes
+ * the tensors' own typed arrays.
  */
 import type { Backend, BinaryOp, Conv2dParams, FusedKernels, Pool2dParams, UnaryOp } from "./backend.ts";
 import { type NativeAddon, loadAddon } from "./native-binding.ts";
@@ -13,6 +14,8 @@ const UNARY_OPS: readonly UnaryOp[] = ["neg", "abs", "exp", "log", "sqrt", "rsqr
 const BINARY_OPS: readonly BinaryOp[] = ["add", "sub", "mul", "div", "pow", "maximum", "minimum", "eq", "ne", "lt", "le", "gt", "ge"];
 const ACT = { gelu: 0, gelu_tanh: 1, silu: 2 } as const;
 const MAX_I32 = 2 ** 31 - 1;
+/** Operand storage codes of the addon's matmulMixed; other dtypes (float64 gradchecks) go to the reference. */
+const GEMM_DT: Partial<Record<Tensor["dtype"], number>> = { float32: 0, bfloat16: 1, float16: 2 };
 
 // Reused for every call: shapes/strides travel in this buffer, no allocation per kernel call.
 const META = new Int32Array(16 * 6 + 16);
@@ -216,7 +219,9 @@ function makeBackend(n: NativeAddon): Backend {
 
     matmul(a, b, out, accumulate = false) {
       const nd = out.ndim;
-      if (!f32(a) || !f32(b) || !f32(out) || !out.isContiguous() || a.ndim !== nd || b.ndim !== nd || nd < 2 || nd > 14) return ref.matmul(a, b, out, accumulate);
+      const ad = GEMM_DT[a.dtype];
+      const bd = GEMM_DT[b.dtype];
+      if (ad === undefined || bd === undefined || a.data.length > MAX_I32 || b.data.length > MAX_I32 || !f32(out) || !out.isContiguous() || a.ndim !== nd || b.ndim !== nd || nd < 2 || nd > 14) return ref.matmul(a, b, out, accumulate);
       const M = out.shape[nd - 2];
       const N = out.shape[nd - 1];
       const K = a.shape[nd - 1];
@@ -230,7 +235,9 @@ function makeBackend(n: NativeAddon): Backend {
         META[i + 2] = b.strides[d];
         META[i + 3] = out.strides[d];
       }
-      n.matmul(a.data, a.offset, b.data, b.offset, out.data, out.offset, META, accumulate);
+      // bf16/f16 operands (frozen LoRA bases) are widened inside the GEMM's packing, no float32 copy
+      if (ad === 0 && bd === 0) n.matmul(a.data as Float32Array, a.offset, b.data as Float32Array, b.offset, out.data, out.offset, META, accumulate);
+      else n.matmulMixed(a.data as Float32Array | Uint16Array, ad, a.offset, b.data as Float32Array | Uint16Array, bd, b.offset, out.data, out.offset, META, accumulate);
     },
 
     gather: (x, dim, index, out) => ref.gather(x, dim, index, out),

@@ -8,7 +8,7 @@ import { noGrad } from "../autograd/tape.ts";
 import { kaimingUniform_, normal_ } from "../nn/init.ts";
 import { Module, Parameter } from "../nn/module.ts";
 import * as F from "../ops/index.ts";
-import { f32ToBf16, f32ToF16, isHalf } from "../tensor/dtype.ts";
+import { f32ToBf16, f32ToF16 } from "../tensor/dtype.ts";
 import { ValueError } from "../tensor/errors.ts";
 import { defaultGenerator, type Generator } from "../tensor/rng.ts";
 import { forEachOffset, type Tensor, zeros } from "../tensor/tensor.ts";
@@ -121,8 +121,9 @@ export class LoRALinear extends Module {
   }
 
   forward(x: Tensor): Tensor {
-    // Half storage is widened here: the reference matmul widens only its first operand (reported).
-    const w = isHalf(this.weight.dtype) ? F.cast(this.weight, "float32") : this.weight;
+    // A bf16/f16 base goes to matmul as is: both backends widen it inside the product (the native
+    // GEMM while packing), so no float32 copy of the weight is made per step.
+    const w = this.weight;
     const y = F.linear(x, this.fanInFanOut ? F.transpose(w) : w, this.bias);
     if (this.merged) return y;
     const h = this.dropout > 0 ? F.dropout(x, this.dropout, this.training, this._generator) : x;
