@@ -9,6 +9,7 @@ import { createInterface } from "node:readline";
 import type { Backend, Conv2dParams } from "../src/backend/backend.ts";
 import { loadNativeBackend } from "../src/backend/native.ts";
 import { loadAddon } from "../src/backend/native-binding.ts";
+import { f32ToBf16 } from "../src/tensor/dtype.ts";
 import { Tensor } from "../src/tensor/tensor.ts";
 
 const quick = process.argv.includes("--quick");
@@ -21,6 +22,8 @@ const BUDGET = budgetArg ? Number(budgetArg.slice("--budget=".length)) : quick ?
 
 type Case =
   | { kind: "gemm"; name: string; M: number; N: number; K: number }
+  // x (M, K) float32 @ W^T, W (N, K) stored as `wdt` (a linear layer; bfloat16 = a frozen LoRA base)
+  | { kind: "linear"; name: string; M: number; N: number; K: number; wdt: "float32" | "bfloat16" }
   | {
       kind: "conv";
       name: string;
@@ -68,6 +71,17 @@ function runOurs(be: Backend, c: Case): { ms: number[]; flops: number[] } {
     const o = empty([c.M, c.N]);
     const flops = 2 * c.M * c.N * c.K;
     return { ms: [best(() => be.matmul(a, b, o), flops > 2e10 ? 0 : BUDGET)], flops: [flops] };
+  }
+  if (c.kind === "linear") {
+    const x = rand([c.M, c.K]);
+    const wf = rand([c.N, c.K]);
+    const w =
+      c.wdt === "float32"
+        ? wf
+        : new Tensor(Uint16Array.from(wf.data as Float32Array, f32ToBf16), "bfloat16", [c.N, c.K]);
+    const wt = w.view_([c.K, c.N], [1, c.K], 0);
+    const o = empty([c.M, c.N]);
+    return { ms: [best(() => be.matmul(x, wt, o))], flops: [2 * c.M * c.N * c.K] };
   }
   if (c.kind === "conv") {
     const OH = convOut(c.H, c.k, c.s, c.p);
@@ -120,6 +134,13 @@ def run(c):
         a = torch.randn(c["M"], c["K"]); b = torch.randn(c["K"], c["N"]); o = torch.empty(c["M"], c["N"])
         big = 2 * c["M"] * c["N"] * c["K"] > 2e10
         return [best(lambda: torch.mm(a, b, out=o), 0 if big else budget)]
+    elif c["kind"] == "linear":
+        # bfloat16: F.linear on bf16 x and W (torch has no f32 x bf16 GEMM; this is its bf16 path,
+        # bf16 inputs and output), else the float32 F.linear
+        dt = torch.bfloat16 if c["wdt"] == "bfloat16" else torch.float32
+        x = torch.randn(c["M"], c["K"]).to(dt); w = torch.randn(c["N"], c["K"]).to(dt)
+        with torch.no_grad():
+            return [best(lambda: F.linear(x, w))]
     elif c["kind"] == "conv":
         x = torch.randn(c["N"], c["C"], c["H"], c["W"], requires_grad=True)
         w = torch.randn(c["O"], c["C"] // c["g"], c["k"], c["k"], requires_grad=True)
@@ -193,6 +214,13 @@ function cases(): Case[] {
         [1024, 50257, 768],
       ];
   for (const [M, N, K] of tr) out.push({ kind: "gemm", name: `sgemm ${M}x${N}x${K} (MxNxK)`, M, N, K });
+  // x @ W^T with the weight in float32 and in bf16 (widened inside the GEMM's packing)
+  for (const [M, N, K] of [
+    [1024, 768, 768],
+    [1024, 768, 3072],
+  ])
+    for (const wdt of ["float32", "bfloat16"] as const)
+      out.push({ kind: "linear", name: `linear x@W^T ${M}x${N}x${K} W ${wdt}`, M, N, K, wdt });
   const nb = quick ? 2 : 8;
   const resnet: [string, number, number, number, number, number, number][] = [
     ["conv1 7x7/2", 3, 224, 64, 7, 2, 3],
@@ -270,7 +298,7 @@ async function main(): Promise<void> {
   const torch = "error" in torchProc ? torchProc : { ms: theirs };
   const rows: string[][] = [["case", "pass", "ms", "GFLOP/s", "% peak", "torch GFLOP/s", "ratio vs torch"]];
   list.forEach((c, i) => {
-    const passes = c.kind === "gemm" ? ["-"] : ["fwd", "bwd", "fwd+bwd"];
+    const passes = c.kind === "gemm" || c.kind === "linear" ? ["-"] : ["fwd", "bwd", "fwd+bwd"];
     passes.forEach((pass, j) => {
       const o = ours[i];
       const ms = j === 2 ? o.ms[0] + o.ms[1] : o.ms[j];
@@ -289,7 +317,7 @@ async function main(): Promise<void> {
         pass,
         ms.toFixed(2),
         g.toFixed(1),
-        c.kind === "gemm" ? `${((100 * g) / peak).toFixed(0)}%` : "",
+        c.kind === "gemm" || c.kind === "linear" ? `${((100 * g) / peak).toFixed(0)}%` : "",
         tg,
         ratio,
       ]);
@@ -298,7 +326,8 @@ async function main(): Promise<void> {
   const w = rows[0].map((_, k) => Math.max(...rows.map((r) => r[k].length)));
   for (const r of rows) console.log(r.map((s, k) => (k === 0 ? s.padEnd(w[k]) : s.padStart(w[k]))).join("  "));
   console.log(
-    "ratio = torch time / our time (> 1: we are faster). Best of repetitions; the machine is shared, expect noise.",
+    "ratio = torch time / our time (> 1: we are faster). Best of repetitions; the machine is shared, expect noise.\n" +
+      "linear ... W bfloat16: ours is f32 x @ widened bf16 W^T (f32 accumulate); torch's is F.linear on bf16 x and W.",
   );
 }
 

@@ -80,21 +80,51 @@ namespace hgemm_avx512 {
 namespace {
 using SerialFn = void (*)(long, long, long, const void*, int, long, long, const void*, int, long, long, float*, long,
                           bool);
+using GemvFn = void (*)(long, int, bool, long, const float*, long, long, const uint16_t*, long, long, float*, long,
+                       bool, long, long);
 struct HImpl {
   int mr, nr;
   long nc;
   SerialFn serial;
+  GemvFn gemv;
 };
 HImpl himpl() {
 #if defined(__x86_64__)
-  if (isa() == Isa::avx512) return {hgemm_avx512::MR, hgemm_avx512::NR, hgemm_avx512::NC, hgemm_avx512::gemm_mixed_serial};
-  if (isa() == Isa::avx2) return {hgemm_avx2::MR, hgemm_avx2::NR, hgemm_avx2::NC, hgemm_avx2::gemm_mixed_serial};
+  if (isa() == Isa::avx512)
+    return {hgemm_avx512::MR, hgemm_avx512::NR, hgemm_avx512::NC, hgemm_avx512::gemm_mixed_serial,
+            hgemm_avx512::half_gemv_range};
+  if (isa() == Isa::avx2)
+    return {hgemm_avx2::MR, hgemm_avx2::NR, hgemm_avx2::NC, hgemm_avx2::gemm_mixed_serial,
+            hgemm_avx2::half_gemv_range};
 #endif
-  return {hgemm_generic::MR, hgemm_generic::NR, hgemm_generic::NC, hgemm_generic::gemm_mixed_serial};
+  return {hgemm_generic::MR, hgemm_generic::NR, hgemm_generic::NC, hgemm_generic::gemm_mixed_serial,
+          hgemm_generic::half_gemv_range};
 }
 
 const void* at(const void* p, int dt, long off) {
   return dt == 0 ? (const void*)((const float*)p + off) : (const void*)((const uint16_t*)p + off);
+}
+
+// M <= 4, float32 A, half B with its rows (csb == 1) or its columns (rsb == 1, A rows contiguous)
+// contiguous: B streamed once (see gemm_half_kernels.inc), threaded over column ranges of C as
+// sgemv_small; false (nothing done) for any other layout.
+bool gemv_mixed(const HImpl& im, long M, long N, long K, const float* A, long rsa, long csa, const uint16_t* B,
+                int bdt, long rsb, long csb, float* C, long ldc, bool accumulate) {
+  bool rows = csb == 1;
+  if (!rows && !(rsb == 1 && csa == 1)) return false;
+  int T = num_threads();
+  long ntasks = T == 1 || 2.0 * M * N * K < 65536.0 ? 1 : std::min<long>(4L * T, (N + 63) / 64);
+  if (ntasks <= 1) {
+    im.gemv(M, bdt, rows, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, 0, N);
+    return true;
+  }
+  long chunk = ((N + ntasks - 1) / ntasks + 15) / 16 * 16;
+  ntasks = (N + chunk - 1) / chunk;
+  parallel_for(ntasks, [&](long t, int) {
+    long s = t * chunk, e = std::min(N, s + chunk);
+    im.gemv(M, bdt, rows, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, s, e);
+  });
+  return true;
 }
 }  // namespace
 
@@ -108,6 +138,9 @@ void gemm_mixed(long M, long N, long K, const void* A, int adt, long rsa, long c
     return;
   }
   HImpl im = himpl();
+  if (M <= 4 && adt == 0 && bdt != 0 &&
+      gemv_mixed(im, M, N, K, (const float*)A, rsa, csa, (const uint16_t*)B, bdt, rsb, csb, C, ldc, accumulate))
+    return;
   int T = num_threads();
   double flops = 2.0 * M * N * K;
   if (T == 1 || flops < 2.0 * 96 * 96 * 96) return im.serial(M, N, K, A, adt, rsa, csa, B, bdt, rsb, csb, C, ldc, accumulate);

@@ -89,7 +89,17 @@ const SIZES: [number, number, number][] = [
   [1023, 7, 33],
   [65, 130, 257],
   [7, 33, 1023],
-  [150, 70, 400],
+];
+/** Several MC and KC blocks of the packed GEMM, split between threads. */
+const BLOCKED: [number, number, number] = [150, 70, 400];
+
+/** M <= 4 with a half weight: the streamed (GEMV) path, threaded over columns once large enough. */
+const GEMV_SIZES: [number, number, number][] = [
+  [1, 1023, 257],
+  [2, 257, 1023],
+  [3, 33, 7],
+  [4, 1023, 33],
+  [1, 3000, 700],
 ];
 
 describe("native matmul, bf16/f16 operands", { skip }, () => {
@@ -102,7 +112,7 @@ describe("native matmul, bf16/f16 operands", { skip }, () => {
 
   test("x @ W^T and g @ W with a half weight W (LoRA forward and input gradient)", () => {
     for (const dt of HALVES)
-      for (const [M, N, K] of [...SIZES, [37, 257, 1023] as [number, number, number]])
+      for (const [M, N, K] of [...SIZES, ...GEMV_SIZES, BLOCKED])
         for (const layout of ["contiguous", "sliced"] as const) {
           const w = operand(N, K, dt, layout); // (out, in)
           const wt = w.view_([K, N], [w.strides[1], w.strides[0]], w.offset);
@@ -128,6 +138,16 @@ describe("native matmul, bf16/f16 operands", { skip }, () => {
                 `${M}x${N}x${K} ${adt}(${la}) @ ${bdt}(${lb})`,
               );
             }
+    const [M, N, K] = BLOCKED;
+    for (const dt of HALVES) {
+      check(
+        operand(M, K, dt, "transposed"),
+        operand(K, N, dt, "transposed"),
+        false,
+        `${dt}@${dt} transposed ${M}x${N}x${K}`,
+      );
+      check(operand(M, K, dt, "contiguous"), operand(K, N, "float32", "transposed"), false, `${dt}@f32 ${M}x${N}x${K}`);
+    }
   });
 
   test("sliced operands, general strides and accumulate", () => {
