@@ -6,7 +6,8 @@
  * `{"ready":true}`; each `rep` line on stdin runs one timed repetition and prints `{"ms":...}`;
  * `end` prints `{"maxRssKB":...}` (plus the op profile with `--profile`) and exits.
  * `TUNEKIT_THREADS` (set by bench/run.ts) fixes the native thread count; `TUNEKIT_BENCH_SCOPE=1`
- * (`npm run bench -- --scope`) runs each training step inside `stepScope` (pooled storage).
+ * (`npm run bench -- --scope`) runs each training step inside `stepScope` (pooled storage, with
+ * `releaseActivations`, as the Trainer does).
  */
 import { createInterface } from "node:readline";
 import { PerformanceObserver } from "node:perf_hooks";
@@ -90,7 +91,7 @@ function adamw(model: PretrainedModel): optim.AdamW {
 }
 
 function trainStep(model: PretrainedModel, opt: optim.AdamW, inputs: () => Record<string, Tensor>): void {
-  if (scoped) stepScope(() => step(model, opt, inputs), { keep: [model, opt] });
+  if (scoped) stepScope(() => step(model, opt, inputs), { keep: [model, opt], releaseActivations: true });
   else step(model, opt, inputs);
 }
 

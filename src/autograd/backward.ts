@@ -49,11 +49,16 @@ export function runBackward(root: Tensor, grad: Tensor, opts: BackwardOptions = 
   // Inside a step scope: dead intermediate gradients go back to the pool as soon as possible.
   const rel = GradReleaser.start();
   rel?.hold(grad);
+  const order = topoOrder(root);
+  rel?.plan(order, root, captured);
   const prev = setGradEnabled(false);
   try {
-    for (const t of topoOrder(root)) {
+    for (const t of order) {
       const g = grads.get(t);
-      if (!g) continue;
+      if (!g) {
+        rel?.passed(t);
+        continue;
+      }
       grads.delete(t);
       rel?.unhold(g);
       if (captured.has(t)) {
@@ -69,6 +74,7 @@ export function runBackward(root: Tensor, grad: Tensor, opts: BackwardOptions = 
           rel?.drop(gg);
         }
         rel?.drop(g);
+        rel?.passed(t);
         continue;
       }
       const gs = t.node.vjp(g);
@@ -88,7 +94,10 @@ export function runBackward(root: Tensor, grad: Tensor, opts: BackwardOptions = 
           dead.push(acc, gi);
         }
       });
-      if (rel) for (const d of dead) rel.drop(d);
+      if (rel) {
+        for (const d of dead) rel.drop(d);
+        rel.passed(t);
+      }
     }
   } finally {
     setGradEnabled(prev);

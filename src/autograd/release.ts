@@ -1,15 +1,20 @@
 /**
- * Early release of dead gradients during `backward` inside a step scope (`src/tensor/scope.ts`):
- * an intermediate gradient born in this backward pass goes back to the storage pool as soon as no
- * pending gradient shares its storage, so the backward pass reuses its own buffers instead of
- * holding every activation gradient until the step ends (PyTorch frees them the same way).
+ * Early release during `backward` inside a step scope (`src/tensor/scope.ts`): an intermediate
+ * gradient born in this backward pass goes back to the storage pool as soon as no pending gradient
+ * shares its storage, so the backward pass reuses its own buffers instead of holding every
+ * activation gradient until the step ends. With the scope's `releaseActivations`, the forward
+ * intermediates go too, once every graph tensor over their storage had its turn (all of a tensor's
+ * consumers come before it in the reverse order, so no later VJP reads it); leaves, the root,
+ * captured tensors and the inputs outside the graph (which VJPs may read) are never released.
  */
-import { type AllocationMark, allocationMark, bornSince, releaseStorage } from "../tensor/pool.ts";
+import { type AllocationMark, allocationMark, bornBefore, bornSince, releaseStorage } from "../tensor/pool.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 
 export class GradReleaser {
   private count = new Map<ArrayBufferLike, number>();
   private pinned = new Set<ArrayBufferLike>();
+  /** Graph tensors per storage that the pass has not reached yet (with `releaseActivations`). */
+  private ahead: Map<ArrayBufferLike, number> | null = null;
 
   private constructor(private readonly mark: AllocationMark) {}
 
@@ -17,6 +22,32 @@ export class GradReleaser {
   static start(): GradReleaser | null {
     const m = allocationMark();
     return m ? new GradReleaser(m) : null;
+  }
+
+  /** Before the pass (`order`: reverse topological): what the forward release must spare. */
+  plan(order: readonly Tensor[], root: Tensor, captured: ReadonlySet<Tensor>): void {
+    if (!this.mark.log.releaseActivations) return;
+    const ahead = new Map<ArrayBufferLike, number>();
+    const inGraph = new Set(order);
+    for (const t of order) {
+      const b = t.storageUnchecked.buffer;
+      ahead.set(b, (ahead.get(b) ?? 0) + 1);
+      if (!t.node) this.pin(t);
+      else for (const inp of t.node.inputs) if (!inGraph.has(inp)) this.pin(inp);
+    }
+    this.pin(root);
+    for (const c of captured) this.pin(c);
+    this.ahead = ahead;
+  }
+
+  /** The pass is done with `t`: release its forward storage once no graph tensor ahead shares it. */
+  passed(t: Tensor): void {
+    if (!this.ahead) return;
+    const a = t.storageUnchecked;
+    const n = (this.ahead.get(a.buffer) ?? 1) - 1;
+    this.ahead.set(a.buffer, n);
+    if (n > 0 || this.pinned.has(a.buffer) || (this.count.get(a.buffer) ?? 0) > 0) return;
+    if (bornBefore(this.mark, a)) releaseStorage(a);
   }
 
   /** `g` is pending (in backward's gradient map). */

@@ -30,6 +30,8 @@ export interface AllocationMark {
 /** What the innermost open scope logs about the storage allocated while it is open. */
 export interface AllocationLog {
   readonly allocated: TypedArray[];
+  /** Backward passes in this scope release each forward tensor once they are past it. */
+  readonly releaseActivations?: boolean;
 }
 
 const leases = new WeakMap<ArrayBufferLike, Lease>();
@@ -66,6 +68,12 @@ export function allocationMark(): AllocationMark | null {
 export function bornSince(mark: AllocationMark, a: TypedArray): boolean {
   const l = leases.get(a.buffer);
   return l !== undefined && !l.released && l.log === mark.log && l.serial > mark.serial;
+}
+
+/** True when `a` is pooled storage handed out by `mark`'s scope before `mark` and still leased. */
+export function bornBefore(mark: AllocationMark, a: TypedArray): boolean {
+  const l = leases.get(a.buffer);
+  return l !== undefined && !l.released && l.log === mark.log && l.serial <= mark.serial;
 }
 
 /** Ends the lease on `a` (its tensors now throw on read) and returns it to the pool. */

@@ -15,6 +15,14 @@ import { Tensor } from "./tensor.ts";
 export interface StepScopeOptions {
   /** Objects whose tensors (at any depth) outlive the scope: model, optimizer, metric buffers. */
   keep?: readonly unknown[];
+  /**
+   * During `backward` in this scope, each intermediate of the graph goes back to the pool as soon
+   * as the backward pass is past it (PyTorch frees saved tensors the same way): a lower peak, but
+   * reading an intermediate (logits, hidden states; not the loss or leaves) after `backward` in
+   * the scope then throws `ReleasedTensorError`, and so does a second backward through the graph.
+   * Default false.
+   */
+  releaseActivations?: boolean;
 }
 
 /**
@@ -31,7 +39,7 @@ export interface StepScopeOptions {
  * }, { keep: [model, opt] });
  */
 export function stepScope<T>(fn: () => T, opts: StepScopeOptions = {}): T {
-  const scope: AllocationLog = { allocated: [] };
+  const scope: AllocationLog = { allocated: [], releaseActivations: opts.releaseActivations === true };
   const parent = setAllocationLog(scope);
   let result: T;
   try {

@@ -122,8 +122,9 @@ export interface TrainerConfig {
   /** No progress output (tests). */
   quiet?: boolean;
   /**
-   * Run each optimizer step inside `stepScope` (default true): the step's intermediates go back to
-   * a storage pool when it ends and dead gradients during backward, instead of waiting for the GC.
+   * Run each optimizer step inside `stepScope` (default true, with `releaseActivations`): the
+   * step's intermediates go back to a storage pool during backward and when the step ends, instead
+   * of waiting for the GC.
    * Tensors a callback or metric must keep past a step have to hang off the model or optimizer.
    */
   stepScope?: boolean;

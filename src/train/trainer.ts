@@ -310,6 +310,7 @@ export class Trainer {
           ? this.trainStep(micro)
           : stepScope(() => this.trainStep(micro), {
               keep: [this.model, this.optimizer, this.scheduler, this.audit, this.best],
+              releaseActivations: true, // trainStep reads nothing of the graph after backward
             });
       this.s.step++;
       for (const b of micro) {

@@ -20,7 +20,13 @@ import { tinyModel } from "../train/helpers.ts";
 type Inputs = () => Record<string, Tensor>;
 
 /** `steps` AdamW steps; returns the losses and every parameter's values after them. */
-function train(build: () => PretrainedModel, inputs: Inputs, steps: number, scoped: boolean) {
+function train(
+  build: () => PretrainedModel,
+  inputs: Inputs,
+  steps: number,
+  scoped: boolean,
+  releaseActivations = false,
+) {
   const model = build();
   model.train();
   const opt = new AdamW(
@@ -36,7 +42,8 @@ function train(build: () => PretrainedModel, inputs: Inputs, steps: number, scop
     return loss.item();
   };
   const losses: number[] = [];
-  for (let s = 0; s < steps; s++) losses.push(scoped ? stepScope(step, { keep: [model, opt] }) : step());
+  for (let s = 0; s < steps; s++)
+    losses.push(scoped ? stepScope(step, { keep: [model, opt], releaseActivations }) : step());
   const state = [...model.stateDict()].map(([k, t]) => [k, t.toFloat64Array()] as const);
   return { losses, state };
 }
@@ -45,15 +52,18 @@ function sameRun(name: string, build: () => PretrainedModel, inputs: Inputs, ste
   manualSeed(0);
   const a = train(build, inputs, steps, false);
   const hits0 = storagePool.hits;
-  manualSeed(0);
-  const b = train(build, inputs, steps, true);
-  assert.ok(storagePool.hits > hits0, `${name}: the scoped run reused no pooled buffer`);
-  assert.deepEqual(b.losses, a.losses, `${name}: losses differ with the step scope`);
   assert.ok(a.losses.every(Number.isFinite) && a.losses[0] !== a.losses[steps - 1], `${name}: training did not move`);
-  assert.equal(b.state.length, a.state.length);
-  for (let i = 0; i < a.state.length; i++) {
-    assert.equal(b.state[i][0], a.state[i][0]);
-    assert.deepEqual(b.state[i][1], a.state[i][1], `${name}: ${a.state[i][0]} differs with the step scope`);
+  for (const releaseActivations of [false, true]) {
+    manualSeed(0);
+    const b = train(build, inputs, steps, true, releaseActivations);
+    const how = `${name} (releaseActivations ${releaseActivations})`;
+    assert.ok(storagePool.hits > hits0, `${how}: the scoped run reused no pooled buffer`);
+    assert.deepEqual(b.losses, a.losses, `${how}: losses differ with the step scope`);
+    assert.equal(b.state.length, a.state.length);
+    for (let i = 0; i < a.state.length; i++) {
+      assert.equal(b.state[i][0], a.state[i][0]);
+      assert.deepEqual(b.state[i][1], a.state[i][1], `${how}: ${a.state[i][0]} differs with the step scope`);
+    }
   }
 }
 
@@ -171,7 +181,7 @@ describe("stepScope: what escapes and what is released", () => {
       for (let i = 0; i < 6; i++) h = tanh(add(matmul(h, w), h)); // shared w, residual: gradients accumulate
       return h;
     };
-    const run = (scoped: boolean, ckpt: boolean) => {
+    const run = (scoped: boolean, ckpt: boolean, releaseActivations = false) => {
       w.grad = null;
       const body = () => {
         const h = ckpt ? checkpoint((a) => chain(a), x) : chain(x);
@@ -180,18 +190,74 @@ describe("stepScope: what escapes and what is released", () => {
         backward(sum(mul(chain(x), 3)));
         return { dx: dx.toList(), dw: (w.grad as unknown as Tensor).toList() };
       };
-      return scoped ? stepScope(body, { keep: [w] }) : body();
+      return scoped ? stepScope(body, { keep: [w], releaseActivations }) : body();
     };
-    for (const ckpt of [false, true]) {
+    for (const [ckpt, release] of [
+      [false, false],
+      [true, false],
+      [false, true],
+      [true, true],
+    ]) {
       const ref = run(false, ckpt);
       const hits0 = storagePool.hits;
       storagePool.clear();
-      const got = run(true, ckpt);
-      assert.deepEqual(got, ref, `checkpoint ${ckpt}`);
+      const got = run(true, ckpt, release);
+      assert.deepEqual(got, ref, `checkpoint ${ckpt}, releaseActivations ${release}`);
       // The pool started empty: every hit is a gradient released during this very backward.
       assert.ok(storagePool.hits > hits0, "no buffer was reused inside the step");
     }
     assert.ok(!(w.grad as unknown as Tensor).released);
+  });
+
+  test("releaseActivations: intermediates are gone after backward, the loss and leaves are not", () => {
+    const w = randn([6, 6]).requiresGrad_();
+    const x = randn([3, 6]);
+    const run = (release: boolean) => {
+      storagePool.clear();
+      const m0 = storagePool.misses;
+      let hidden: Tensor | null = null;
+      const loss = stepScope(
+        () => {
+          let h = x;
+          for (let i = 0; i < 8; i++) h = tanh(matmul(h, w));
+          hidden = h;
+          const l = sum(mul(h, h));
+          backward(l);
+          if (release) assert.throws(() => (hidden as unknown as Tensor).toList(), ReleasedTensorError);
+          else assert.equal((hidden as unknown as Tensor).toList().length, 18);
+          return l.item(); // the root survives backward
+        },
+        { keep: [w], releaseActivations: release },
+      );
+      const fresh = storagePool.misses - m0;
+      const g = (w.grad as unknown as Tensor).toList();
+      w.grad = null;
+      return { loss, g, fresh };
+    };
+    const a = run(false);
+    const b = run(true);
+    assert.equal(b.loss, a.loss);
+    assert.deepEqual(b.g, a.g);
+    assert.deepEqual(x.toList().length, 18); // an input from outside the scope is untouched
+    assert.ok(b.fresh < a.fresh, `releasing activations did not save allocations (${b.fresh} vs ${a.fresh})`);
+  });
+
+  test("releaseActivations spares storage that a tensor outside the graph shares (detach)", () => {
+    const w = randn([4, 4]).requiresGrad_();
+    const w2 = randn([3, 4]).requiresGrad_();
+    const x = randn([3, 4]);
+    const run = (scoped: boolean) => {
+      w.grad = null;
+      w2.grad = null;
+      const body = () => {
+        const y = tanh(matmul(x, w));
+        const p = mul(w2, y.detach()); // w2's gradient reads the detached view of y
+        backward(add(sum(mul(p, p)), sum(mul(y, y)))); // reverse order: y comes before p
+        return [(w.grad as unknown as Tensor).toList(), (w2.grad as unknown as Tensor).toList()];
+      };
+      return scoped ? stepScope(body, { keep: [w, w2], releaseActivations: true }) : body();
+    };
+    assert.deepEqual(run(true), run(false));
   });
 
   test("an exception inside the scope releases nothing", () => {
