@@ -73,6 +73,7 @@ Napi::Value Configure(const Napi::CallbackInfo& info) {
   for (Isa i : {Isa::avx512, Isa::avx2, Isa::generic})
     if (cpu_has(i)) avail.Set(k++, isa_name(i));
   o.Set("available", avail);
+  o.Set("bf16Dot", bf16_dot_active());
   return o;
 }
 

@@ -86,5 +86,9 @@ void gemm_mixed(long M, long N, long K, const void* A, int adt, long rsa, long c
 void gemm_mixed_batched(long nb, const long* aoff, const long* boff, const long* coff, long M, long N, long K,
                         const void* A, int adt, long rsa, long csa, const void* B, int bdt, long rsb, long csb,
                         float* C, long ldc, bool accumulate);
+// The opt-in AVX512-BF16 path (TUNEKIT_BF16_DOT=1): whether this CPU has it, and whether
+// gemm_mixed uses it now (asked for, avx512 path active, supported). It rounds a float32 A to bf16.
+bool bf16_dot_supported();
+bool bf16_dot_active();
 
 }  // namespace tk

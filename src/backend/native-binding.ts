@@ -16,6 +16,8 @@ export interface NativeInfo {
   threads: number;
   /** ISA paths this CPU supports, best first. */
   available: string[];
+  /** True when bf16-weight GEMMs use AVX512-BF16 dot products (TUNEKIT_BF16_DOT=1 on an avx512_bf16 CPU, avx512 path). */
+  bf16Dot: boolean;
 }
 
 export interface NativeAddon {

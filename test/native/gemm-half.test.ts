@@ -3,8 +3,11 @@
 // float64: the LoRA products x @ W^T and g @ W, every transpose combination with the half operand
 // on either side or both, sliced views, accumulate, batched/broadcast, every f16 and bf16 bit
 // pattern (subnormals, inf, NaN), each ISA path of this CPU, and a LoRA step on a bf16 Llama.
+// The opt-in AVX512-BF16 path (TUNEKIT_BF16_DOT=1) is checked in a child process against a
+// tolerance derived from rounding the float32 operand to bf16.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
@@ -24,8 +27,18 @@ import { absT, assertClose, assertCloseScaled, expandTo, nat, randT, ref, rnd, s
 type Half = "bfloat16" | "float16";
 const HALVES: Half[] = ["bfloat16", "float16"];
 type Layout = "contiguous" | "transposed" | "sliced";
-/** Set in the per-ISA child runs (they repeat the kernel checks only). */
-const CHILD = process.env.TK_GEMM_HALF_CHILD === "1";
+/** Set in the child runs: "isa" (per-ISA, the kernel checks only) or "bf16dot" (the opt-in path only). */
+const MODE = process.env.TK_GEMM_HALF_CHILD;
+const CHILD = MODE !== undefined;
+const loadedAddon = loadAddon();
+const DOT = "info" in loadedAddon && loadedAddon.info.bf16Dot;
+const exactSkip =
+  skip ||
+  (MODE === "bf16dot"
+    ? "bf16-dot child run"
+    : DOT
+      ? "TUNEKIT_BF16_DOT=1 rounds float32 operands of bf16 products (the bf16-dot tests check it)"
+      : false);
 
 const widen1 = (dt: DType, bits: number) => (dt === "bfloat16" ? bf16ToF32(bits) : f16ToF32(bits));
 
@@ -57,7 +70,7 @@ function widened(t: Tensor): Tensor {
  * check is the one scaled by sum |a||b|), and, where both take the packed GEMM (M > 4), bit-equal to the float32 GEMM of
  * the widened operands: the packing only widens, the f32 micro-kernels do the arithmetic.
  */
-function check(a: Tensor, b: Tensor, accumulate: boolean, what: string): void {
+function check(a: Tensor, b: Tensor, accumulate: boolean, what: string, sameAsF32 = true): void {
   const nd = a.ndim;
   const outShape = [...a.shape.slice(0, -1), b.shape[nd - 1]];
   const o1 = accumulate ? randT(outShape) : zerosT(outShape);
@@ -72,7 +85,7 @@ function check(a: Tensor, b: Tensor, accumulate: boolean, what: string): void {
   const scale = accumulate ? absT(o2) : zerosT(outShape);
   ref.matmul(absT(widened(a)), absT(widened(b)), scale, accumulate);
   assertCloseScaled(o1, o2, scale, 1e-6, what);
-  if (a.shape[nd - 2] > 4) {
+  if (sameAsF32 && a.shape[nd - 2] > 4) {
     nat().matmul(widened(a), widened(b), o3, accumulate);
     assertClose(o1, o3, 0, `${what} (vs the float32 GEMM of the widened operands)`);
   }
@@ -102,7 +115,7 @@ const GEMV_SIZES: [number, number, number][] = [
   [1, 3000, 700],
 ];
 
-describe("native matmul, bf16/f16 operands", { skip }, () => {
+describe("native matmul, bf16/f16 operands", { skip: exactSkip }, () => {
   test("runs the ISA path TUNEKIT_ISA asks for", () => {
     const r = loadAddon();
     assert.ok("info" in r);
@@ -250,7 +263,7 @@ describe("native matmul, bf16/f16 operands", { skip }, () => {
       const file = fileURLToPath(import.meta.url);
       const p = spawnSync(process.execPath, ["--import", "tsx", "--test", file], {
         // without NODE_TEST_CONTEXT the child reports in TAP on its stdout, not to this runner
-        env: { ...process.env, NODE_TEST_CONTEXT: undefined, TUNEKIT_ISA: isa, TK_GEMM_HALF_CHILD: "1" },
+        env: { ...process.env, NODE_TEST_CONTEXT: undefined, TUNEKIT_ISA: isa, TK_GEMM_HALF_CHILD: "isa" },
         encoding: "utf8",
         timeout: 300_000,
       });
@@ -262,7 +275,7 @@ describe("native matmul, bf16/f16 operands", { skip }, () => {
 });
 
 describe("LoRA step on a bf16 Llama: native matches reference and never falls back for matmul", {
-  skip: skip || CHILD,
+  skip: skip || (CHILD ? "child run" : false) || (DOT ? "TUNEKIT_BF16_DOT=1" : false),
 }, () => {
   const LLAMA = join(FIXTURES, "models", "llama");
 
@@ -319,5 +332,119 @@ describe("LoRA step on a bf16 Llama: native matches reference and never falls ba
       const mx = Math.max(...g.toFloat64Array().map(Math.abs));
       assertClose(n.grads.get(name) as Tensor, g, 1e-5 * Math.max(1, mx), name);
     }
+  });
+});
+
+/** The same view over float32 storage holding each value rounded to bf16 (what the dot path multiplies). */
+function roundedBf16(t: Tensor): Tensor {
+  const d = Float32Array.from(t.data as Float32Array, (v) => bf16ToF32(f32ToBf16(v)));
+  return new Tensor(d, "float32", t.shape, t.strides, t.offset);
+}
+
+/** Max over outputs of |a - b| / max(1, scale). */
+function scaledDiff(a: Tensor, b: Tensor, scale: Tensor): number {
+  const [av, bv, sv] = [a.toFloat64Array(), b.toFloat64Array(), scale.toFloat64Array()];
+  let worst = 0;
+  for (let i = 0; i < av.length; i++) worst = Math.max(worst, Math.abs(av[i] - bv[i]) / Math.max(1, sv[i]));
+  return worst;
+}
+
+const hasBf16Cpu = (() => {
+  try {
+    return /\bavx512_bf16\b/.test(readFileSync("/proc/cpuinfo", "utf8"));
+  } catch {
+    return false;
+  }
+})();
+
+describe("opt-in AVX512-BF16 dot products (TUNEKIT_BF16_DOT=1)", { skip }, () => {
+  test("off unless asked for", { skip: process.env.TUNEKIT_BF16_DOT ? "TUNEKIT_BF16_DOT is set" : false }, () => {
+    assert.equal(DOT, false);
+  });
+
+  const dotChildSkip = CHILD
+    ? "child run"
+    : !hasBf16Cpu
+      ? "this CPU lacks avx512_bf16"
+      : process.env.TUNEKIT_ISA && process.env.TUNEKIT_ISA !== "avx512"
+        ? "runs once, in the avx512 pass"
+        : false;
+  test("a child with TUNEKIT_BF16_DOT=1 runs the bf16-dot checks", { skip: dotChildSkip }, () => {
+    const p = spawnSync(process.execPath, ["--import", "tsx", "--test", fileURLToPath(import.meta.url)], {
+      env: {
+        ...process.env,
+        NODE_TEST_CONTEXT: undefined,
+        TUNEKIT_ISA: "avx512",
+        TUNEKIT_BF16_DOT: "1",
+        TK_GEMM_HALF_CHILD: "bf16dot",
+      },
+      encoding: "utf8",
+      timeout: 300_000,
+    });
+    assert.equal(p.status, 0, `bf16-dot run failed:\n${p.stdout.slice(-4000)}\n${p.stderr.slice(-2000)}`);
+    assert.match(p.stdout, /# bf16dot active/);
+    assert.match(p.stdout, /# fail 0/);
+  });
+
+  test("bf16 weights: within the bf16 rounding of the float32 operand; other products exact", {
+    skip: MODE === "bf16dot" ? false : "runs in the bf16-dot child",
+  }, () => {
+    assert.equal(DOT, true, "TUNEKIT_BF16_DOT=1 on an avx512_bf16 CPU must enable the path");
+    console.log("# bf16dot active");
+    let rounded = 0;
+    const cases: [number, number, number][] = [
+      [7, 33, 1],
+      [33, 257, 7],
+      [65, 130, 257],
+      [150, 70, 400],
+      [37, 257, 1023],
+      [257, 1023, 33],
+      [1023, 7, 33],
+    ];
+    for (const [M, N, K] of cases)
+      for (const layout of ["contiguous", "sliced"] as const)
+        for (const fwd of [true, false]) {
+          // x @ W^T (W (N, K)) or g @ W (W (K, N)) with a bf16 W, float32 activations
+          const w = fwd ? operand(N, K, "bfloat16", layout) : operand(K, N, "bfloat16", layout);
+          const b = fwd ? w.view_([K, N], [w.strides[1], w.strides[0]], w.offset) : w;
+          const a = operand(M, K, "float32", layout);
+          const what = `${M}x${N}x${K} ${fwd ? "x @ W^T" : "g @ W"} ${layout}`;
+          const out = zerosT([M, N]);
+          nat().matmul(a, b, out);
+          const scale = zerosT([M, N]);
+          ref.matmul(absT(a), absT(widened(b)), scale);
+          // exact for the bf16-rounded operand, up to float32 accumulation
+          const onRounded = zerosT([M, N]);
+          ref.matmul(roundedBf16(a), b, onRounded);
+          assertCloseScaled(out, onRounded, scale, 1e-5, `${what} vs rounded x`);
+          // and within bf16's unit roundoff 2^-8 (relative, per element of a) of the float32 product
+          const exact = zerosT([M, N]);
+          ref.matmul(a, b, exact);
+          const d = scaledDiff(out, exact, scale);
+          assert.ok(d <= 2 ** -8 + 1e-5, `${what}: ${d} exceeds the bf16 rounding bound`);
+          if (d > 1e-4) rounded++;
+        }
+    assert.ok(rounded > 0, "no product showed the bf16 rounding: the dot path did not run");
+    // bf16 @ bf16 needs no rounding; float16 operands and M <= 4 (GEMV) stay on the exact path
+    for (const dt of ["bfloat16", "float16"] as const)
+      check(
+        operand(65, 257, dt, "transposed"),
+        operand(257, 130, "bfloat16", "transposed"),
+        true,
+        `${dt} @ bf16 under TUNEKIT_BF16_DOT`,
+        dt === "float16", // bf16 @ bf16 takes the dot path: exact products, its own summation order
+      );
+    check(
+      operand(65, 257, "float32", "contiguous"),
+      operand(257, 130, "float16", "transposed"),
+      false,
+      "f16 W under TUNEKIT_BF16_DOT",
+    );
+    check(
+      operand(3, 1023, "float32", "contiguous"),
+      operand(1023, 257, "bfloat16", "transposed"),
+      false,
+      "bf16 GEMV under TUNEKIT_BF16_DOT",
+    );
   });
 });
