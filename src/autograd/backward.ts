@@ -68,9 +68,9 @@ export function runBackward(root: Tensor, grad: Tensor, opts: BackwardOptions = 
       if (!t.node) {
         if (opts.accumulate !== false && t.requiresGrad) {
           const gg = cast(g, t.dtype);
-          // A fresh copy: the same gradient tensor may flow to several leaves, and optimisers
-          // and clipping modify .grad in place.
-          t.grad = t.grad ? add(t.grad, gg) : clone(gg);
+          // A fresh copy unless this pass owns gg alone: the same gradient tensor may flow to
+          // several leaves, and optimisers and clipping modify .grad in place.
+          t.grad = t.grad ? add(t.grad, gg) : rel?.adopt(gg) ? gg : clone(gg);
           rel?.drop(gg);
         }
         rel?.drop(g);

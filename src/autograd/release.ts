@@ -67,6 +67,15 @@ export class GradReleaser {
     this.pinned.add(g.storageUnchecked.buffer);
   }
 
+  /** True (and `g` pinned) when `g` can become a leaf's `.grad` as it is: this pass allocated it, it is dense, nothing else holds it. */
+  adopt(g: Tensor): boolean {
+    const a = g.storageUnchecked;
+    if (this.pinned.has(a.buffer) || (this.count.get(a.buffer) ?? 0) > 0 || !bornSince(this.mark, a)) return false;
+    if (g.offset !== 0 || g.size !== a.length || !g.isContiguous()) return false;
+    this.pinned.add(a.buffer);
+    return true;
+  }
+
   /** Releases `g`'s storage if this pass allocated it and nothing pending or pinned shares it. */
   drop(g: Tensor): void {
     const a = g.storageUnchecked;
