@@ -214,10 +214,12 @@ function cases(): Case[] {
         [1024, 50257, 768],
       ];
   for (const [M, N, K] of tr) out.push({ kind: "gemm", name: `sgemm ${M}x${N}x${K} (MxNxK)`, M, N, K });
-  // x @ W^T with the weight in float32 and in bf16 (widened inside the GEMM's packing)
+  // x @ W^T with the weight in float32 and in bf16 (widened inside the GEMM's packing; M = 1 is a
+  // decode step, the streamed GEMV)
   for (const [M, N, K] of [
     [1024, 768, 768],
     [1024, 768, 3072],
+    [1, 3072, 768],
   ])
     for (const wdt of ["float32", "bfloat16"] as const)
       out.push({ kind: "linear", name: `linear x@W^T ${M}x${N}x${K} W ${wdt}`, M, N, K, wdt });
