@@ -50,6 +50,11 @@ const GPT2 = {
   activation_function: "gelu_new",
   layer_norm_epsilon: 1e-5,
   tie_word_embeddings: true,
+  // torch_worker.py's GPT-2 has no dropout; tunekit's applies attn/resid/embd dropout in train mode
+  // since 0032bc0 (which also sent attention down the unfused path), so switch it off here.
+  attn_pdrop: 0,
+  resid_pdrop: 0,
+  embd_pdrop: 0,
 };
 
 /** SmolLM2-135M's config.json (the fields that shape the compute). */
