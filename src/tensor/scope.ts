@@ -6,7 +6,8 @@
  * the `keep` roots (the model, the optimizer, ...): plain objects, arrays, Maps and Sets, a tensor's
  * `.grad` and its graph inputs, and any typed array met on the way. Values only a closure holds
  * (an autograd node's saved tensors) are not seen: they are released, so run `backward` inside
- * the scope that built the graph.
+ * the scope that built the graph. A raw typed array taken from `.data` inside the scope is only
+ * safe afterwards if something in `keep` still reaches it (or its tensor): copy it otherwise.
  */
 import type { TypedArray } from "./dtype.ts";
 import { type AllocationLog, forgetStorage, leaseOf, releaseStorage, setAllocationLog, storagePool } from "./pool.ts";
