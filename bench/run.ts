@@ -8,7 +8,7 @@
  *   npm run bench -- --write           # also write bench/RESULTS.md
  *   npm run bench -- --profile         # tunekit time per backend op (what NOTES.md quotes)
  *   npm run bench -- --reps 2          # override the repetitions of every row (loaded machine)
- *   npm run bench -- --scope           # tunekit's training steps inside stepScope (pooled storage)
+ *   npm run bench -- --no-scope        # tunekit's training steps without stepScope (the Trainer's default)
  *
  * Each finished row is also appended to bench/out/e2e-rows.jsonl (gitignored) as it completes.
  *
@@ -46,10 +46,11 @@ function parseArgs(argv: string[]): Args {
     else if (s === "--write") a.write = true;
     else if (s === "--profile") a.profile = true;
     else if (s === "--scope") process.env.TUNEKIT_BENCH_SCOPE = "1";
+    else if (s === "--no-scope") process.env.TUNEKIT_BENCH_SCOPE = "0";
     else if (s === "--rows") a.rows = (argv[++i] ?? "").split(",").filter(Boolean);
     else if (s.startsWith("--rows=")) a.rows = s.slice(7).split(",").filter(Boolean);
     else if (s === "--reps") a.reps = Number(argv[++i]);
-    else throw new Error(`bench: unknown argument '${s}' (known: --quick, --rows a,b, --reps N, --write, --profile, --scope)`);
+    else throw new Error(`bench: unknown argument '${s}' (known: --quick, --rows a,b, --reps N, --write, --profile, --scope, --no-scope)`);
     if (a.reps !== null && !(Number.isInteger(a.reps) && a.reps >= 1))
       throw new Error("bench: --reps takes an integer >= 1");
   }

@@ -5,9 +5,9 @@
  * Protocol (one JSON object per line): after building the model and the warm-up it prints
  * `{"ready":true}`; each `rep` line on stdin runs one timed repetition and prints `{"ms":...}`;
  * `end` prints `{"maxRssKB":...}` (plus the op profile with `--profile`) and exits.
- * `TUNEKIT_THREADS` (set by bench/run.ts) fixes the native thread count; `TUNEKIT_BENCH_SCOPE=1`
- * (`npm run bench -- --scope`) runs each training step inside `stepScope` (pooled storage, with
- * `releaseActivations`, as the Trainer does).
+ * `TUNEKIT_THREADS` (set by bench/run.ts) fixes the native thread count. Each training step runs
+ * inside `stepScope` (pooled storage, with `releaseActivations`), as the Trainer's does;
+ * `TUNEKIT_BENCH_SCOPE=0` (`npm run bench -- --no-scope`) runs it without.
  */
 import { createInterface } from "node:readline";
 import { PerformanceObserver } from "node:perf_hooks";
@@ -35,7 +35,7 @@ import type { RowSpec } from "./rows.ts";
 
 const spec = JSON.parse(process.argv[2]) as RowSpec;
 const profiling = process.argv.includes("--profile");
-const scoped = process.env.TUNEKIT_BENCH_SCOPE === "1";
+const scoped = process.env.TUNEKIT_BENCH_SCOPE !== "0";
 
 // ---- optional profile: time spent in each backend call, by name ---------------------------------
 
