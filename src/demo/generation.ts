@@ -167,7 +167,7 @@ export async function runGeneration(o: DemoOptions): Promise<DemoResult> {
   };
   o.log(`generation: pre-trained, no tuning: held-out perplexity ${untuned.value.toFixed(1)}`);
   manualSeed(o.seed);
-  // LoRA alone (attention + MLP) reached only 312 (lr 3e-3) / 298 (lr 1e-2) here, behind head-only:
+  // LoRA alone (attention + MLP) reached only 312 (lr 3e-3) / 298 (lr 1e-2) with the first (400-step) LM, behind head-only:
   // the style shift is largely vocabulary, so the untied output layer trains too (PEFT modules_to_save).
   untieLmHead(base as unknown as DecoderForCausalLM);
   await arm(

@@ -28,18 +28,17 @@ import { loadSpamAssassin, SPAM_LABELS, stratifiedSample } from "./spam.ts";
 
 /**
  * The budget: same for every arm. History (seed 42, 500 test emails unless noted), fine-tuned vs
- * from scratch:
+ * from scratch, with the first bundled LM (400 pre-training steps, held-out perplexity 312):
  * - plain "Subject: ...\nbody" cut to 64 tokens, lr 1e-3: 74.8% vs 92.2% (head-only 69.4% = the
  *   ham share); lr 3e-3 gave 83.5% fine-tuned (200 test emails), 1e-4 71%.
- * - the prompt below ("\n\nSpam or ham?" after the cut email), lr 3e-3: 89.4% vs 91.6% (the
- *   default); lr 5e-3 84.8% fine-tuned; head lr 3e-2 89.4%; 2 epochs 90.6% vs 92.8%; keeping the
- *   email's end (left truncation) 87.4% vs 93.4%.
+ * - the prompt below ("\n\nSpam or ham?" after the cut email), lr 3e-3: 89.4% vs 91.6%; lr 5e-3
+ *   84.8% fine-tuned; head lr 3e-2 89.4%; 2 epochs 90.6% vs 92.8%; keeping the email's end (left
+ *   truncation) 87.4% vs 93.4%; seeds 1 and 2: -2.8 and -4.8 points.
  * - 200 train emails, 4 epochs (52 steps): 66.2% vs 84.8% (lr 1e-3), 67.8% vs 84.4% (3e-3).
- * - the subject moved after the body ("body\n\nSubject: ...\nSpam or ham?"), lr 3e-3: 90.4% vs
- *   88.0% at seed 42, but 84.4% vs 89.2% (seed 1) and 89.4% vs 93.4% (seed 2): not a real win.
- * A linear probe on frozen features says why: the bundled LM's last-token features separate spam
- * worse than a random-init model's (63% vs 83%; mean-pooled 75% vs 86%), so the pre-trained model
- * only wins where the decisive words sit next to the token the head reads.
+ * A linear probe on that LM's frozen features separated spam worse than a random-init model's (63%
+ * vs 83% last token). With the current bundled LM (1,600 steps, perplexity 103) and this recipe:
+ * 92.4% vs 91.6% (seed 42), 93.8% vs 93.6% (seed 1), 95.2% vs 93.8% (seed 2); 2 epochs 91.8% vs
+ * 92.8% and lr 2e-3 91.8% vs 91.2% (seed 42) were no better.
  */
 export const TEXT_BUDGET = {
   full: { train: 1500, test: 500, maxLength: 64, batchSize: 16, epochs: 1, lr: 3e-3, headLr: 1e-2 },
