@@ -15,37 +15,50 @@ struct PoolGeo {
   bool countIncludePad;
 };
 PoolGeo pgeo(const int32_t* m) { return {m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7], m[8], m[9], m[10], m[11] != 0}; }
+
 }  // namespace
 
-// x (planes, H, W) -> out (planes, OH, OW), idx (flat h*W+w of the max; NaN wins)
+namespace pool_generic {
+#define TK_LEVEL 0
+#include "pool_kernels.inc"
+#undef TK_LEVEL
+}  // namespace pool_generic
+
+#if defined(__x86_64__)
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+namespace pool_avx2 {
+#define TK_LEVEL 1
+#include "pool_kernels.inc"
+#undef TK_LEVEL
+}  // namespace pool_avx2
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,fma,avx2")
+namespace pool_avx512 {
+#define TK_LEVEL 2
+#include "pool_kernels.inc"
+#undef TK_LEVEL
+}  // namespace pool_avx512
+#pragma GCC pop_options
+#endif
+
+// x (planes, H, W) -> out (planes, OH, OW), idx (flat h*W+w of the first max in window order;
+// the first NaN wins). Threaded over planes; each plane is split into -inf padded column phases
+// once, then every output row runs as 16-lane blocks of branch-free max/select.
 void maxpool2d(const int32_t* meta, const float* x, float* out, int32_t* idx) {
   PoolGeo g = pgeo(meta);
+  auto plane = pool_generic::maxpool_plane;
+#if defined(__x86_64__)
+  if (isa() == Isa::avx512) plane = pool_avx512::maxpool_plane;
+  else if (isa() == Isa::avx2) plane = pool_avx2::maxpool_plane;
+#endif
+  const long LN = pool_generic::LANES;
+  const long L = (g.OW + LN - 1) / LN * LN + (g.kw - 1) / g.sw + 1;
   parallel_for(g.planes, [&](long p, int) {
-    const float* xp = x + p * g.H * g.W;
-    float* op = out + p * g.OH * g.OW;
-    int32_t* ip = idx + p * g.OH * g.OW;
-    for (long oh = 0; oh < g.OH; oh++) {
-      long hs = oh * g.sh - g.ph, he = std::min(hs + g.kh, g.H);
-      hs = std::max(hs, 0L);
-      for (long ow = 0; ow < g.OW; ow++) {
-        long ws = ow * g.sw - g.pw, we = std::min(ws + g.kw, g.W);
-        ws = std::max(ws, 0L);
-        float best = -std::numeric_limits<float>::infinity();
-        long bi = (hs < he && ws < we) ? hs * g.W + ws : 0;
-        for (long h = hs; h < he; h++)
-          for (long w = ws; w < we; w++) {
-            float v = xp[h * g.W + w];
-            if (v > best || std::isnan(v)) {
-              best = v;
-              bi = h * g.W + w;
-              if (std::isnan(v)) goto done;
-            }
-          }
-      done:
-        op[oh * g.OW + ow] = best;
-        ip[oh * g.OW + ow] = (int32_t)bi;
-      }
-    }
+    float* ph = scratch(0, (size_t)(g.H * g.sw * L));
+    plane(g, x + p * g.H * g.W, out + p * g.OH * g.OW, idx + p * g.OH * g.OW, ph, L);
   });
 }
 
