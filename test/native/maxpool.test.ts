@@ -48,10 +48,21 @@ function check(xs: number[], p: Pool2dParams, fill: Fill): void {
 
 describe("native maxPool2d vector path", { skip }, () => {
   test("odd sizes x kernel/stride/padding/ceil, random values", () => {
-    for (const [H, W] of [[1, 1], [7, 7], [33, 33], [7, 40], [33, 1], [1, 33]])
+    for (const [H, W] of [
+      [1, 1],
+      [7, 7],
+      [33, 33],
+      [7, 40],
+      [33, 1],
+      [1, 33],
+    ])
       for (const kh of [1, 2, 3])
         for (const kw of [1, 3, 4])
-          for (const s of [[1, 1], [2, 2], [3, 2]] as [number, number][])
+          for (const s of [
+            [1, 1],
+            [2, 2],
+            [3, 2],
+          ] as [number, number][])
             for (const ceilMode of [false, true]) {
               const pad: [number, number] = [Math.floor(kh / 2), Math.floor(kw / 2)];
               check([1, 2, H, W], { kernel: [kh, kw], stride: s, padding: pad, ceilMode }, "random");
@@ -61,9 +72,19 @@ describe("native maxPool2d vector path", { skip }, () => {
 
   test("ties, NaN and all -inf windows keep the reference's first-in-window-order index", () => {
     for (const fill of ["ties", "nan", "neginf"] as Fill[])
-      for (const [H, W] of [[7, 7], [33, 33], [9, 40]])
-        for (const [k, s, pd] of [[3, 2, 1], [2, 2, 0], [3, 1, 1], [4, 3, 2]])
-          for (const ceilMode of [false, true]) check([2, 3, H, W], { kernel: [k, k], stride: [s, s], padding: [pd, pd], ceilMode }, fill);
+      for (const [H, W] of [
+        [7, 7],
+        [33, 33],
+        [9, 40],
+      ])
+        for (const [k, s, pd] of [
+          [3, 2, 1],
+          [2, 2, 0],
+          [3, 1, 1],
+          [4, 3, 2],
+        ])
+          for (const ceilMode of [false, true])
+            check([2, 3, H, W], { kernel: [k, k], stride: [s, s], padding: [pd, pd], ceilMode }, fill);
   });
 
   test("closed-form cases: row-major first max, first NaN", () => {
