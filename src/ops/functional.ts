@@ -7,7 +7,7 @@ import { noGrad } from "../autograd/tape.ts";
 import { DTypeError, ShapeError, ValueError, fmtShape } from "../tensor/errors.ts";
 import { type Generator, defaultGenerator } from "../tensor/rng.ts";
 import { normDim } from "../tensor/shape.ts";
-import { type Tensor, arange, rand, tensor } from "../tensor/tensor.ts";
+import { type Tensor, arange, empty, tensor } from "../tensor/tensor.ts";
 import { abs, add, clamp, div, erf, exp, ge, gt, le, log, mul, neg, relu, rsqrt, sigmoid, sub, tanh, where } from "./elementwise.ts";
 import { canFuse, fusedActivation, fusedAttention, fusedBatchNorm, fusedClamp, fusedCrossEntropyRows, fusedNormLast, fusedSoftmaxLast } from "./fused.ts";
 import { gather } from "./indexing.ts";
@@ -174,8 +174,20 @@ export function dropout(x: Tensor, p: number, training: boolean, generator: Gene
   if (p < 0 || p > 1) throw new ValueError(`dropout: p must be in [0, 1], got ${p}`);
   if (!training || p === 0) return x;
   if (p === 1) return mul(x, 0);
-  const keep = gt(rand(x.shape, { generator }), p);
-  return where(keep, div(x, 1 - p), 0);
+  return where(bernoulliKeep(x.shape, p, generator), div(x, 1 - p), 0);
+}
+
+/**
+ * The keep mask of dropout, `gt(rand(shape, { generator }), p)`, drawn straight into bool storage
+ * (1 byte per element instead of the 4-byte uniform tensor): the same draws in the same order,
+ * each rounded to float32 and compared with float32 p, as the composite did.
+ */
+export function bernoulliKeep(shape: readonly number[], p: number, generator: Generator = defaultGenerator): Tensor {
+  const keep = empty(shape, "bool");
+  const m = keep.data as Uint8Array;
+  const pf = Math.fround(p);
+  for (let i = 0, n = keep.size; i < n; i++) m[i] = Math.fround(generator.random()) > pf ? 1 : 0;
+  return keep;
 }
 
 // ---- losses -----------------------------------------------------------------------------------
