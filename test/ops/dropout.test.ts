@@ -4,8 +4,8 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { grad } from "../../src/autograd/index.ts";
-import * as F from "../../src/ops/index.ts";
 import { bernoulliKeep } from "../../src/ops/functional.ts";
+import * as F from "../../src/ops/index.ts";
 import { Generator } from "../../src/tensor/rng.ts";
 import { rand, randn } from "../../src/tensor/tensor.ts";
 
