@@ -7,13 +7,14 @@ import { noGrad } from "../autograd/tape.ts";
 import { DTypeError, ShapeError, ValueError, fmtShape } from "../tensor/errors.ts";
 import { type Generator, defaultGenerator } from "../tensor/rng.ts";
 import { normDim } from "../tensor/shape.ts";
-import { type Tensor, arange, empty, tensor } from "../tensor/tensor.ts";
+import { type Tensor, arange, empty, full, tensor } from "../tensor/tensor.ts";
 import { abs, add, clamp, div, erf, exp, ge, gt, le, log, mul, neg, relu, rsqrt, sigmoid, sub, tanh, where } from "./elementwise.ts";
 import { canFuse, fusedActivation, fusedAttention, fusedBatchNorm, fusedClamp, fusedCrossEntropyRows, fusedNormLast, fusedSoftmaxLast } from "./fused.ts";
 import { gather } from "./indexing.ts";
 import { matmul } from "./linalg.ts";
 import { amax, logsumexp, mean, sum, variance } from "./reduce.ts";
-import { cat, contiguous, expand, permute, reshape, slice, transpose, unsqueeze } from "./view.ts";
+import { defineOp } from "./table.ts";
+import { cat, contiguous, expand, expandView, permute, reshape, slice, transpose, unsqueeze } from "./view.ts";
 
 // ---- activations ------------------------------------------------------------------------------
 
@@ -174,8 +175,22 @@ export function dropout(x: Tensor, p: number, training: boolean, generator: Gene
   if (p < 0 || p > 1) throw new ValueError(`dropout: p must be in [0, 1], got ${p}`);
   if (!training || p === 0) return x;
   if (p === 1) return mul(x, 0);
-  return where(bernoulliKeep(x.shape, p, generator), div(x, 1 - p), 0);
+  const keep = bernoulliKeep(x.shape, p, generator);
+  if (x.dtype === "float32" || x.dtype === "float64") return dropoutOp([x, keep], { p });
+  return where(keep, div(x, 1 - p), 0);
 }
+
+// where(keep, div(x, 1 - p), 0) with the same backend kernels, run in place in one output buffer
+// (no scaled intermediate); the gradient is the composite's, div(where(keep, g, 0), 1 - p).
+const dropoutOp = defineOp<{ p: number }>({
+  name: "dropout",
+  infer: ([x]) => ({ shape: [...x.shape], dtype: x.dtype }),
+  forward: (be, out, [x, keep], { p }) => {
+    be.binary("div", x, expandView(full([], 1 - p, { dtype: x.dtype }), out.shape), out);
+    be.where(keep, out, expandView(full([], 0, { dtype: x.dtype }), out.shape), out);
+  },
+  vjp: (g, [x, keep], _o, { p }) => [div(where(keep, g, 0), full([], 1 - p, { dtype: x.dtype })), null],
+});
 
 /**
  * The keep mask of dropout, `gt(rand(shape, { generator }), p)`, drawn straight into bool storage

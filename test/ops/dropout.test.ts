@@ -4,19 +4,35 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { grad } from "../../src/autograd/index.ts";
+import { backend, referenceBackend, setBackend } from "../../src/backend/index.ts";
+import { loadNativeBackend } from "../../src/backend/native.ts";
 import { bernoulliKeep } from "../../src/ops/functional.ts";
 import * as F from "../../src/ops/index.ts";
 import { Generator } from "../../src/tensor/rng.ts";
-import { rand, randn } from "../../src/tensor/tensor.ts";
+import { rand, randn, type Tensor } from "../../src/tensor/tensor.ts";
 
-const composite = (x: ReturnType<typeof randn>, p: number, g: Generator) =>
+const composite = (x: Tensor, p: number, g: Generator) =>
   F.where(F.gt(rand(x.shape, { generator: g }), p), F.div(x, 1 - p), 0);
 
 describe("dropout mask drawn without a float tensor", () => {
-  test("same mask, output, gradient and generator state as the composite", () => {
+  const loaded = loadNativeBackend();
+  const backends = [referenceBackend, ...("backend" in loaded ? [loaded.backend] : [])];
+  test("same mask, output, gradient and generator state as the composite (reference + native, f32 + f64)", () => {
+    const prev = backend();
+    try {
+      for (const be of backends) {
+        setBackend(be);
+        for (const dtype of ["float32", "float64"] as const) check(dtype);
+      }
+    } finally {
+      setBackend(prev);
+    }
+  });
+
+  function check(dtype: "float32" | "float64"): void {
     for (const p of [0.1, 0.3, 1 / 3, 0.5, 0.9, 0.999])
       for (const shape of [[1], [7, 33], [2, 3, 5, 4]]) {
-        const x = randn(shape, { requiresGrad: true, generator: new Generator(7) });
+        const x = randn(shape, { dtype, requiresGrad: true, generator: new Generator(7) });
         const [g1, g2] = [new Generator(42), new Generator(42)];
         const keep = bernoulliKeep(shape, p, g1);
         const want = F.gt(rand(shape, { generator: g2 }), p);
@@ -32,7 +48,16 @@ describe("dropout mask drawn without a float tensor", () => {
         const [d1] = grad(y1, [x], dy);
         const [d2] = grad(y2, [x], dy);
         assert.deepEqual(Array.from(d1.data), Array.from(d2.data), `gradient p=${p} ${shape}`);
+        assert.equal(y1.dtype, dtype);
       }
+  }
+
+  test("non-contiguous input: same numbers as the composite", () => {
+    const x = randn([6, 5], { requiresGrad: true, generator: new Generator(1) });
+    const xt = F.transpose(x, 0, 1);
+    const y1 = F.dropout(xt, 0.4, true, new Generator(11));
+    const y2 = composite(xt, 0.4, new Generator(11));
+    assert.deepEqual(Array.from(y1.data), Array.from(y2.data));
   });
 
   test("keep rate follows p", () => {
