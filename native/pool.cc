@@ -46,7 +46,7 @@ namespace pool_avx512 {
 
 // x (planes, H, W) -> out (planes, OH, OW), idx (flat h*W+w of the first max in window order;
 // the first NaN wins). Threaded over planes; each plane is split into -inf padded column phases
-// once, then every output row runs as 16-lane blocks of branch-free max/select.
+// once, then every output row runs as vector-wide blocks of branch-free max/select.
 void maxpool2d(const int32_t* meta, const float* x, float* out, int32_t* idx) {
   PoolGeo g = pgeo(meta);
   auto plane = pool_generic::maxpool_plane;
@@ -54,8 +54,7 @@ void maxpool2d(const int32_t* meta, const float* x, float* out, int32_t* idx) {
   if (isa() == Isa::avx512) plane = pool_avx512::maxpool_plane;
   else if (isa() == Isa::avx2) plane = pool_avx2::maxpool_plane;
 #endif
-  const long LN = pool_generic::LANES;
-  const long L = (g.OW + LN - 1) / LN * LN + (g.kw - 1) / g.sw + 1;
+  const long L = (g.OW + 15) / 16 * 16 + (g.kw - 1) / g.sw + 1;  // 16 >= LANES of every ISA
   parallel_for(g.planes, [&](long p, int) {
     float* ph = scratch(0, (size_t)(g.H * g.sw * L));
     plane(g, x + p * g.H * g.W, out + p * g.OH * g.OW, idx + p * g.OH * g.OW, ph, L);
