@@ -6,7 +6,7 @@
  */
 import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from "node:child_process";
 import { createInterface } from "node:readline";
-import type { Backend, Conv2dParams } from "../src/backend/backend.ts";
+import type { Backend, Conv2dParams, Pool2dParams } from "../src/backend/backend.ts";
 import { loadNativeBackend } from "../src/backend/native.ts";
 import { loadAddon } from "../src/backend/native-binding.ts";
 import { f32ToBf16 } from "../src/tensor/dtype.ts";
@@ -37,7 +37,9 @@ type Case =
       p: number;
       g: number;
     }
-  | { kind: "attn"; name: string; B: number; H: number; T: number; D: number; causal: boolean };
+  | { kind: "attn"; name: string; B: number; H: number; T: number; D: number; causal: boolean }
+  // max-pool 2d (N,C,H,W), k x k / s, padding p; "flops" = window cells compared (fwd), outputs (bwd)
+  | { kind: "maxpool"; name: string; N: number; C: number; H: number; W: number; k: number; s: number; p: number };
 
 function rand(shape: number[]): Tensor {
   const n = shape.reduce((a, b) => a * b, 1);
@@ -82,6 +84,23 @@ function runOurs(be: Backend, c: Case): { ms: number[]; flops: number[] } {
     const wt = w.view_([c.K, c.N], [1, c.K], 0);
     const o = empty([c.M, c.N]);
     return { ms: [best(() => be.matmul(x, wt, o))], flops: [2 * c.M * c.N * c.K] };
+  }
+  if (c.kind === "maxpool") {
+    const OH = convOut(c.H, c.k, c.s, c.p);
+    const OW = convOut(c.W, c.k, c.s, c.p);
+    const p: Pool2dParams = { kernel: [c.k, c.k], stride: [c.s, c.s], padding: [c.p, c.p] };
+    const x = rand([c.N, c.C, c.H, c.W]);
+    const y = empty([c.N, c.C, OH, OW]);
+    const idx = new Tensor(new Int32Array(c.N * c.C * OH * OW), "int32", [c.N, c.C, OH, OW]);
+    const dy = rand([c.N, c.C, OH, OW]);
+    const dx = empty([c.N, c.C, c.H, c.W]);
+    const fwd = best(() => be.maxPool2d(x, y, idx, p));
+    const bwd = best(() => {
+      (dx.data as Float32Array).fill(0); // the op zero-fills dx (zeros) before the scatter
+      be.maxPool2dBackward(dy, idx, dx);
+    });
+    const outs = c.N * c.C * OH * OW;
+    return { ms: [fwd, bwd], flops: [outs * c.k * c.k, outs] };
   }
   if (c.kind === "conv") {
     const OH = convOut(c.H, c.k, c.s, c.p);
@@ -141,6 +160,13 @@ def run(c):
         x = torch.randn(c["M"], c["K"]).to(dt); w = torch.randn(c["N"], c["K"]).to(dt)
         with torch.no_grad():
             return [best(lambda: F.linear(x, w))]
+    elif c["kind"] == "maxpool":
+        x = torch.randn(c["N"], c["C"], c["H"], c["W"], requires_grad=True)
+        pool = lambda: F.max_pool2d(x, c["k"], c["s"], c["p"])
+        with torch.no_grad():
+            fwd = best(pool)
+        y = pool(); dy = torch.randn_like(y)
+        return [fwd, best(lambda: torch.autograd.grad(y, (x,), dy, retain_graph=True))]
     elif c["kind"] == "conv":
         x = torch.randn(c["N"], c["C"], c["H"], c["W"], requires_grad=True)
         w = torch.randn(c["O"], c["C"] // c["g"], c["k"], c["k"], requires_grad=True)
@@ -235,6 +261,17 @@ function cases(): Case[] {
   ];
   for (const [name, C, H, O, k, s, p] of quick ? resnet.slice(1, 4) : resnet)
     out.push({ kind: "conv", name: `resnet18 ${name} ${C}->${O} @${H} N=${nb}`, N: nb, C, H, W: H, O, k, s, p, g: 1 });
+  out.push({
+    kind: "maxpool",
+    name: `resnet18 maxpool 3x3/2 64 @112 N=${nb}`,
+    N: nb,
+    C: 64,
+    H: 112,
+    W: 112,
+    k: 3,
+    s: 2,
+    p: 1,
+  });
   const mbv2: [string, number, number, number, number, number, number, number][] = [
     ["dw 3x3", 144, 56, 144, 3, 1, 1, 144],
     ["dw 3x3/2", 144, 56, 144, 3, 2, 1, 144],
