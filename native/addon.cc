@@ -94,24 +94,19 @@ Napi::Value FmaPeak(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), total);
 }
 
-// matmul(a, aOff, b, bOff, c, cOff, meta, accumulate)
-// meta = [nbd, M, N, K, ars, acs, brs, bcs, crs, (size, as, bs, cs) x nbd]
-Napi::Value Matmul(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  size_t la, lb, lc, lm;
-  const float* a = f32(info, 0, &la);
-  long aoff = num(info, 1);
-  const float* b = f32(info, 2, &lb);
-  long boff = num(info, 3);
-  float* c = f32(info, 4, &lc);
-  long coff = num(info, 5);
-  const int32_t* m = i32(info, 6, &lm);
-  bool acc = flag(info, 7);
+// The meta both matmul entry points share: [nbd, M, N, K, rsa, csa, rsb, csb, ldc, then size and
+// a/b/c strides per batch dim]. Checks every operand's span and lists each batch's element offsets.
+struct MatmulBatches {
+  long M, N, K, nb;
+  const long *ao, *bo, *co;
+};
+MatmulBatches matmul_batches(const Napi::Env& env, const char* name, const int32_t* m, size_t lm, size_t la, long aoff,
+                             size_t lb, long boff, size_t lc, long coff) {
+  if (lm < 9) fail(env, std::string(name) + ": bad meta");
   int nbd = m[0];
-  if (nbd < 0 || lm < (size_t)(9 + 4 * nbd)) fail(env, "matmul: bad meta");
+  if (nbd < 0 || nbd > 12 || lm < (size_t)(9 + 4 * nbd)) fail(env, std::string(name) + ": bad meta");
   long M = m[1], N = m[2], K = m[3];
   long sz[16], as[16], bs[16], cs[16];
-  if (nbd > 12) fail(env, "matmul: too many batch dims");
   long nb = 1;
   for (int d = 0; d < nbd; d++) {
     sz[d] = m[9 + 4 * d], as[d] = m[10 + 4 * d], bs[d] = m[11 + 4 * d], cs[d] = m[12 + 4 * d];
@@ -123,11 +118,6 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
   check_span(env, "matmul b", lb, boff, nbd + 2, sz, bs);
   sz[nbd] = M, sz[nbd + 1] = N, cs[nbd] = m[8], cs[nbd + 1] = 1;
   check_span(env, "matmul out", lc, coff, nbd + 2, sz, cs);
-  if (nb == 1) {
-    long ao = aoff, bo = boff, co = coff;
-    sgemm(M, N, K, a + ao, m[4], m[5], b + bo, m[6], m[7], c + co, m[8], acc);
-    return env.Undefined();
-  }
   static thread_local std::vector<long> offs;
   offs.resize(3 * nb);
   long idx[16] = {0};
@@ -141,8 +131,27 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
       idx[d] = 0;
     }
   }
-  sgemm_batched(nb, offs.data(), offs.data() + nb, offs.data() + 2 * nb, M, N, K, a, m[4], m[5], b, m[6], m[7], c,
-                m[8], acc);
+  return {M, N, K, nb, offs.data(), offs.data() + nb, offs.data() + 2 * nb};
+}
+
+// matmul(a, aOff, b, bOff, c, cOff, meta, accumulate)
+// meta = [nbd, M, N, K, ars, acs, brs, bcs, crs, (size, as, bs, cs) x nbd]
+Napi::Value Matmul(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  size_t la, lb, lc, lm;
+  const float* a = f32(info, 0, &la);
+  long aoff = num(info, 1);
+  const float* b = f32(info, 2, &lb);
+  long boff = num(info, 3);
+  float* c = f32(info, 4, &lc);
+  long coff = num(info, 5);
+  const int32_t* m = i32(info, 6, &lm);
+  bool acc = flag(info, 7);
+  MatmulBatches mb = matmul_batches(env, "matmul", m, lm, la, aoff, lb, boff, lc, coff);
+  if (mb.nb == 1)
+    sgemm(mb.M, mb.N, mb.K, a + aoff, m[4], m[5], b + boff, m[6], m[7], c + coff, m[8], acc);
+  else
+    sgemm_batched(mb.nb, mb.ao, mb.bo, mb.co, mb.M, mb.N, mb.K, a, m[4], m[5], b, m[6], m[7], c, m[8], acc);
   return env.Undefined();
 }
 
@@ -168,36 +177,9 @@ Napi::Value MatmulMixed(const Napi::CallbackInfo& info) {
   long coff = num(info, 7);
   const int32_t* m = i32(info, 8, &lm);
   bool acc = flag(info, 9);
-  int nbd = m[0];
-  if (nbd < 0 || nbd > 12 || lm < (size_t)(9 + 4 * nbd)) fail(env, "matmulMixed: bad meta");
-  long M = m[1], N = m[2], K = m[3];
-  long sz[16], as[16], bs[16], cs[16];
-  long nb = 1;
-  for (int d = 0; d < nbd; d++) {
-    sz[d] = m[9 + 4 * d], as[d] = m[10 + 4 * d], bs[d] = m[11 + 4 * d], cs[d] = m[12 + 4 * d];
-    nb *= sz[d];
-  }
-  sz[nbd] = M, sz[nbd + 1] = K, as[nbd] = m[4], as[nbd + 1] = m[5];
-  check_span(env, "matmul a", la, aoff, nbd + 2, sz, as);
-  sz[nbd] = K, sz[nbd + 1] = N, bs[nbd] = m[6], bs[nbd + 1] = m[7];
-  check_span(env, "matmul b", lb, boff, nbd + 2, sz, bs);
-  sz[nbd] = M, sz[nbd + 1] = N, cs[nbd] = m[8], cs[nbd + 1] = 1;
-  check_span(env, "matmul out", lc, coff, nbd + 2, sz, cs);
-  static thread_local std::vector<long> offs;
-  offs.resize(3 * nb);
-  long idx[16] = {0};
-  long ao = aoff, bo = boff, co = coff;
-  for (long i = 0; i < nb; i++) {
-    offs[i] = ao, offs[nb + i] = bo, offs[2 * nb + i] = co;
-    for (int d = nbd - 1; d >= 0; d--) {
-      ao += as[d], bo += bs[d], co += cs[d];
-      if (++idx[d] < sz[d]) break;
-      ao -= idx[d] * as[d], bo -= idx[d] * bs[d], co -= idx[d] * cs[d];
-      idx[d] = 0;
-    }
-  }
-  gemm_mixed_batched(nb, offs.data(), offs.data() + nb, offs.data() + 2 * nb, M, N, K, a, adt, m[4], m[5], b, bdt,
-                     m[6], m[7], c, m[8], acc);
+  MatmulBatches mb = matmul_batches(env, "matmulMixed", m, lm, la, aoff, lb, boff, lc, coff);
+  gemm_mixed_batched(mb.nb, mb.ao, mb.bo, mb.co, mb.M, mb.N, mb.K, a, adt, m[4], m[5], b, bdt, m[6], m[7], c, m[8],
+                     acc);
   return env.Undefined();
 }
 

@@ -92,3 +92,26 @@ bool bf16_dot_supported();
 bool bf16_dot_active();
 
 }  // namespace tk
+
+// How a threaded GEMM shares C among T threads: along M or along N, whichever repacks less (each
+// thread packs the operand it shares with the others), in chunks of whole micro-tiles; serial when
+// one thread, too little work, or too few columns to share.
+struct GemmSplit {
+  bool serial, splitM;
+  long len, chunk, ntasks;
+};
+inline GemmSplit gemm_split(long M, long N, long K, int T, long mr, long nr, long nc) {
+  auto ceil_div = [](long a, long b) { return (a + b - 1) / b; };
+  GemmSplit sp{true, false, 0, 0, 0};
+  if (T == 1 || 2.0 * M * N * K < 2.0 * 96 * 96 * 96) return sp;
+  double costM = (double)T * K * N + (double)M * K * ceil_div(N, nc);
+  double costN = (double)K * N + (double)T * M * K * ceil_div(ceil_div(N, T), nc);
+  sp.splitM = M >= (long)T * mr && (costM <= costN || N < (long)T * nr);
+  if (!sp.splitM && N < (long)T * nr) return sp;
+  long unit = sp.splitM ? mr : nr;
+  sp.len = sp.splitM ? M : N;
+  sp.chunk = ceil_div(ceil_div(sp.len, unit), T) * unit;
+  sp.ntasks = ceil_div(sp.len, sp.chunk);
+  sp.serial = false;
+  return sp;
+}

@@ -85,20 +85,11 @@ void sgemm(long M, long N, long K, const float* A, long rsa, long csa, const flo
   if (K <= 0) return zero_or_keep(M, N, C, ldc, accumulate);
   if (M <= 4 && sgemv_small(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate)) return;
   Impl im = impl();
-  int T = num_threads();
-  double flops = 2.0 * M * N * K;
-  if (T == 1 || flops < 2.0 * 96 * 96 * 96) return im.serial(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate);
-  auto ceil_div = [](long a, long b) { return (a + b - 1) / b; };
-  // packing cost (floats moved) of each split
-  double costM = (double)T * K * N + (double)M * K * ceil_div(N, im.nc);
-  double costN = (double)K * N + (double)T * M * K * ceil_div(ceil_div(N, T), im.nc);
-  bool splitM = M >= (long)T * im.mr && (costM <= costN || N < (long)T * im.nr);
-  if (!splitM && N < (long)T * im.nr) return im.serial(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate);
-  long unit = splitM ? im.mr : im.nr, len = splitM ? M : N;
-  long chunk = ceil_div(ceil_div(len, unit), T) * unit;
-  long ntasks = ceil_div(len, chunk);
-  parallel_for(ntasks, [&](long t, int) {
-    long s = t * chunk, e = std::min(len, s + chunk);
+  GemmSplit sp = gemm_split(M, N, K, num_threads(), im.mr, im.nr, im.nc);
+  if (sp.serial) return im.serial(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate);
+  const bool splitM = sp.splitM;
+  parallel_for(sp.ntasks, [&](long t, int) {
+    long s = t * sp.chunk, e = std::min(sp.len, s + sp.chunk);
     if (splitM)
       im.serial(e - s, N, K, A + s * rsa, rsa, csa, B, rsb, csb, C + s * ldc, ldc, accumulate);
     else
