@@ -181,8 +181,12 @@ function headCacheRow(model: ImageClassifier & PretrainedModel): Rep {
   return () => {
     const feats: Float32Array[] = [];
     for (let i = 0; i < N; i += FB) {
-      const f = noGrad(() => model.pooledFeatures(x));
-      feats.push(Float32Array.from(f.data.subarray(f.offset, f.offset + f.size)));
+      const feature = () => {
+        const f = noGrad(() => model.pooledFeatures(x));
+        return Float32Array.from(f.data.subarray(f.offset, f.offset + f.size));
+      };
+      // As computeFeatures does: a scope per batch returns the backbone's intermediates to the pool.
+      feats.push(scoped ? stepScope(feature, { keep: [model, x] }) : feature());
     }
     const F = model.numFeatures;
     const cache = new Float32Array(N * F);

@@ -11,6 +11,7 @@
  * ```
  */
 import { noGrad } from "../autograd/tape.ts";
+import { stepScope } from "../tensor/scope.ts";
 import { type Batch, DataLoader, epochSeed } from "../data/batch.ts";
 import type { MixOptions } from "../data/images/augment.ts";
 import type { ImageDataset } from "../data/images/dataset.ts";
@@ -387,9 +388,17 @@ export async function computeFeatures(
   let dim = 0;
   try {
     for await (const b of src.batches()) {
-      const f = noGrad(() => model.pooledFeatures(b.inputs.pixelValues));
-      dim = f.shape[1];
-      rows.push(f.toFloat32Array());
+      // A scope per batch: the backbone's intermediates go back to the storage pool, so the next
+      // batch reuses them instead of faulting in fresh pages (only the copied features escape).
+      const row = stepScope(
+        () => {
+          const f = noGrad(() => model.pooledFeatures(b.inputs.pixelValues));
+          dim = f.shape[1];
+          return f.toFloat32Array();
+        },
+        { keep: [model, b] },
+      );
+      rows.push(row);
       labs.push(b.labels);
       order.push(...b.indices);
     }
