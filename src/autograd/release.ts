@@ -7,8 +7,56 @@
  * consumers come before it in the reverse order, so no later VJP reads it); leaves, the root,
  * captured tensors and the inputs outside the graph (which VJPs may read) are never released.
  */
-import { type AllocationMark, allocationMark, bornBefore, bornSince, releaseStorage } from "../tensor/pool.ts";
+import {
+  type AllocationMark,
+  allocationMark,
+  bornBefore,
+  bornSince,
+  leaseOf,
+  releaseStorage,
+  storagePool,
+} from "../tensor/pool.ts";
+import { stepScope } from "../tensor/scope.ts";
 import type { Tensor } from "../tensor/tensor.ts";
+import { isGradEnabled } from "./tape.ts";
+
+/** A step of `forwardChain`: a function of one tensor or a module with `forward(x)`. */
+export type ChainStep = ((x: Tensor) => Tensor) | { forward(x: Tensor): Tensor };
+
+/**
+ * `x` through `steps` in order (a backbone's layers). Under `noGrad` inside a step scope, each step
+ * runs in a scope of its own and the previous step's output goes back to the storage pool as soon
+ * as the next output exists, as PyTorch's reference counting frees them: inference through a deep
+ * backbone then holds about two activations instead of all of them. Otherwise (recording a graph,
+ * or no scope open) it is the plain loop. A step must not keep its output anywhere but in the
+ * step object itself (a module's state is kept).
+ * @example const y = forwardChain(x, [this.conv1, this.bn1, relu, this.conv2, this.bn2]);
+ */
+export function forwardChain(x: Tensor, steps: readonly ChainStep[]): Tensor {
+  const run = (f: ChainStep, t: Tensor) => (typeof f === "function" ? f(t) : f.forward(t));
+  if (isGradEnabled() || allocationMark() === null) {
+    for (const f of steps) x = run(f, x);
+    return x;
+  }
+  const start = allocationMark()?.serial ?? 0;
+  // Every buffer here is short-lived, so an idle large one may serve a request a quarter its size.
+  const ratio = storagePool.carveRatio;
+  storagePool.carveRatio = Math.max(ratio, 4);
+  let cur = x;
+  try {
+    for (const f of steps) {
+      const prev = cur;
+      cur = stepScope(() => run(f, prev), { keep: [f] });
+      // Only storage the chain itself allocated, and not when the step returned a view of it.
+      const a = prev.storageUnchecked;
+      const lease = leaseOf(a);
+      if (lease && lease.serial > start && a.buffer !== cur.storageUnchecked.buffer) releaseStorage(a);
+    }
+  } finally {
+    storagePool.carveRatio = ratio;
+  }
+  return cur;
+}
 
 export class GradReleaser {
   private count = new Map<ArrayBufferLike, number>();

@@ -8,6 +8,7 @@
  * @example
  * const model = getArchitecture("mobilenet_v2").create({ architecture: "mobilenet_v2", num_classes: 5, width_mult: 0.25 }, "image-classification");
  */
+import { forwardChain } from "../autograd/release.ts";
 import { getNumber } from "../formats/hf-config.ts";
 import { Dropout, Linear } from "../nn/layers.ts";
 import { Module, type Parameter } from "../nn/module.ts";
@@ -51,8 +52,7 @@ export class InvertedResidual extends Module {
     this.conv = layers;
   }
   forward(x: Tensor): Tensor {
-    let y = x;
-    for (const m of this.conv) y = (m as ConvBNAct | Conv2d | BatchNorm2d).forward(y);
+    const y = forwardChain(x, this.conv as (ConvBNAct | Conv2d | BatchNorm2d)[]);
     return this.useResConnect ? add(x, y) : y;
   }
 }
@@ -94,9 +94,11 @@ export class MobileNetV2 extends ImageClassifier {
     this.setLabels(labels);
   }
   pooledFeatures(pixelValues: Tensor): Tensor {
-    let x = pixelValues;
-    for (const m of this.features) x = (m as ConvBNAct | InvertedResidual).forward(x);
-    return flatten(adaptiveAvgPool2d(x, 1), 1);
+    // Under noGrad in a scope (the feature cache) each activation is freed once the next exists.
+    return forwardChain(pixelValues, [
+      ...(this.features as (ConvBNAct | InvertedResidual)[]),
+      (x) => flatten(adaptiveAvgPool2d(x, 1), 1),
+    ]);
   }
   override classify(features: Tensor, labels?: Tensor | null) {
     return super.classify(this.classifier[0].forward(features), labels);

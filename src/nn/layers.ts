@@ -3,6 +3,7 @@
  * Identity, Flatten, pools, activations, and the containers Sequential and ModuleList.
  * Construction draws from the default generator (seed it with `manualSeed`) unless one is given.
  */
+import { forwardChain } from "../autograd/release.ts";
 import { eq, where } from "../ops/elementwise.ts";
 import * as F from "../ops/index.ts";
 import { ValueError } from "../tensor/errors.ts";
@@ -379,8 +380,8 @@ export class Sequential extends ModuleList<Layer> {
   constructor(...layers: Layer[]) {
     super(layers);
   }
+  /** Under noGrad in a step scope, each layer's output is freed once the next exists (`forwardChain`). */
   forward(x: Tensor): Tensor {
-    for (const m of this._items) x = m.forward(x);
-    return x;
+    return forwardChain(x, this._items);
   }
 }

@@ -103,25 +103,68 @@ export class StoragePool {
   /** Buffers handed out again (reuses) and fresh allocations the pool could not serve. */
   hits = 0;
   misses = 0;
+  /** Hits served by carving a view from a larger free buffer. */
+  carved = 0;
+  /**
+   * Carving takes a free buffer at most this many times the request. 1.5 by default: a carved
+   * activation that lives through backward wastes at most a third of its buffer (at 3x, DistilBERT's
+   * training peak rose 10%; at 1.5x it fell 3%). `forwardChain`'s inference, where every buffer is
+   * short-lived, raises it to 4 (ResNet's stem activations then serve the later stages).
+   */
+  carveRatio = 1.5;
+  /** The whole buffer behind each carved view that is handed out. */
+  private carvedFrom = new WeakMap<ArrayBufferLike, TypedArray>();
 
   constructor(readonly keepScopes = 2) {}
 
   take(dtype: DType, n: number): TypedArray | null {
     const key = keyOf(dtype, n);
     this.lastUse.set(key, this.epoch);
-    const a = this.free.get(key)?.pop();
+    const exact = this.free.get(key)?.pop();
+    if (exact) this.bytes -= exact.byteLength;
+    const a = exact ?? this.carve(dtype, n);
     if (!a) {
       this.misses++;
       return null;
     }
     this.hits++;
-    this.bytes -= a.byteLength;
     a.fill(0);
     return a;
   }
 
+  /**
+   * No free buffer of the exact size: the front of the smallest free buffer at most `carveRatio`
+   * times larger (any element type: a view over its bytes), which goes back whole when the view is
+   * released. A big buffer idle for the rest of a step (the stem's activations while later, smaller
+   * layers run) then serves the small requests instead of sitting beside fresh allocations.
+   */
+  private carve(dtype: DType, n: number): TypedArray | null {
+    const Ctor = allocStorage(dtype, 0).constructor as new (b: ArrayBufferLike, off: number, n: number) => TypedArray;
+    const need = n * (Ctor as unknown as { BYTES_PER_ELEMENT: number }).BYTES_PER_ELEMENT;
+    if (need < CARVE_MIN_BYTES) return null;
+    let best: { key: string; list: TypedArray[] } | null = null;
+    for (const [key, list] of this.free) {
+      const b = list[list.length - 1]?.byteLength ?? 0;
+      if (b >= need && b <= need * this.carveRatio && (!best || b < best.list[best.list.length - 1].byteLength))
+        best = { key, list };
+    }
+    if (!best) return null;
+    const whole = best.list.pop() as TypedArray;
+    this.lastUse.set(best.key, this.epoch);
+    this.bytes -= whole.byteLength;
+    this.carvedFrom.set(whole.buffer, whole);
+    this.carved++;
+    return new Ctor(whole.buffer, 0, n);
+  }
+
   put(a: TypedArray): void {
-    if (a.byteOffset !== 0 || a.byteLength !== a.buffer.byteLength) return; // not a whole buffer: leave it to the GC
+    if (a.byteOffset !== 0 || a.byteLength !== a.buffer.byteLength) {
+      // A carved view returns its whole buffer; any other part of a buffer is left to the GC.
+      const whole = this.carvedFrom.get(a.buffer);
+      if (!whole || a.byteOffset !== 0) return;
+      this.carvedFrom.delete(a.buffer);
+      a = whole;
+    }
     const key = `${a.constructor.name}:${a.length}`;
     const list = this.free.get(key);
     if (list) list.push(a);
@@ -148,6 +191,9 @@ export class StoragePool {
     this.bytes = 0;
   }
 }
+
+/** Carving serves only requests of at least this many bytes (small buffers are cheap to allocate). */
+const CARVE_MIN_BYTES = 1 << 18;
 
 function keyOf(dtype: DType, n: number): string {
   switch (dtype) {

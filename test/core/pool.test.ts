@@ -5,13 +5,13 @@
 // buffer's next owner; the pool stays bounded over many steps.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { backward, checkpoint, grad } from "../../src/autograd/index.ts";
+import { backward, checkpoint, forwardChain, grad, noGrad } from "../../src/autograd/index.ts";
 import { getArchitecture, type PretrainedModel } from "../../src/models/index.ts";
 import { add, matmul, mul, relu, reshape, sum, tanh } from "../../src/ops/index.ts";
 import { AdamW } from "../../src/optim/index.ts";
 import { applyLora } from "../../src/peft/index.ts";
 import { ReleasedTensorError } from "../../src/tensor/errors.ts";
-import { storagePool } from "../../src/tensor/pool.ts";
+import { StoragePool, storagePool } from "../../src/tensor/pool.ts";
 import { manualSeed } from "../../src/tensor/rng.ts";
 import { stepScope } from "../../src/tensor/scope.ts";
 import { randint, randn, type Tensor, tensor } from "../../src/tensor/tensor.ts";
@@ -303,5 +303,81 @@ describe("stepScope: what escapes and what is released", () => {
     assert.ok(bytes[2] > 0);
     assert.equal(Math.max(...bytes.slice(2)), bytes[2], `pool grew: ${bytes[2]} -> ${Math.max(...bytes)} bytes`);
     assert.equal(bytes[199], bytes[2]);
+  });
+});
+
+describe("forwardChain and carving (inference through a backbone)", () => {
+  test("carving: a larger free buffer serves a request up to carveRatio smaller, and goes back whole", () => {
+    const pool = new StoragePool();
+    const big = new Float32Array(1 << 20); // 4 MiB
+    big.fill(7);
+    pool.put(big);
+    assert.equal(pool.take("float32", 1 << 19), null, "2x smaller: over the default ratio of 1.5");
+    pool.carveRatio = 4;
+    assert.equal(pool.take("float32", 1 << 15), null, "below 256 KiB: never carved");
+    const v = pool.take("int32", 1 << 19) as Int32Array;
+    assert.ok(v instanceof Int32Array && v.length === 1 << 19 && v.buffer === big.buffer, "a view over the big buffer");
+    assert.ok(
+      v.every((e) => e === 0),
+      "zero-filled",
+    );
+    assert.equal(pool.bytes, 0);
+    assert.equal(pool.take("float32", 1 << 19), null, "the big buffer is out");
+    pool.put(v);
+    assert.equal(pool.bytes, big.byteLength, "the whole buffer came back");
+    assert.equal(pool.take("float32", 1 << 20), big, "and serves its own size again");
+    pool.put(big.subarray(4));
+    assert.equal(pool.bytes, 0, "a part of a buffer that was not carved is left to the GC");
+  });
+
+  test("under noGrad in a scope, each step's output is released once the next exists", () => {
+    const x = randn([64, 64]);
+    const steps = [
+      (t: Tensor) => tanh(t),
+      (t: Tensor) => mul(t, 2),
+      (t: Tensor) => reshape(relu(t), [4096]),
+      (t: Tensor) => add(t, 1),
+    ];
+    const plain = steps.reduce((t, f) => f(t), x).toFloat64Array();
+    for (const grad of [false, true]) {
+      const seen: Tensor[] = [];
+      const spy = steps.map((f) => (t: Tensor) => {
+        const y = f(t);
+        seen.push(y);
+        return y;
+      });
+      const out = stepScope(() => {
+        const y = grad ? forwardChain(x.detach().requiresGrad_(true), spy) : noGrad(() => forwardChain(x, spy));
+        return { values: y.toFloat64Array(), last: y };
+      });
+      assert.deepEqual(out.values, plain, `grad=${grad}: same values as the plain loop`);
+      assert.deepEqual(out.last.toFloat64Array(), plain, "the result stays readable");
+      assert.ok(x.toFloat64Array().length === 4096, "the caller's input is never released");
+      for (const [i, t] of seen.slice(0, -1).entries()) {
+        if (grad) assert.doesNotThrow(() => t.data, `grad=${grad}: step ${i} kept while a graph is recorded`);
+        else assert.throws(() => t.data, ReleasedTensorError, `step ${i}'s output released`);
+      }
+    }
+    // Outside a scope it is the plain loop: nothing is pooled, nothing released.
+    const y = noGrad(() => forwardChain(x, steps));
+    assert.deepEqual(y.toFloat64Array(), plain);
+  });
+
+  test("ResNet pooled features: chained, carved and fused in a scope = bitwise the plain run", () => {
+    manualSeed(5);
+    const model = getArchitecture("resnet").create(
+      { architecture: "resnet", layers: [2, 1, 1, 1], channels: [16, 16, 32, 32], num_classes: 3 },
+      "image-classification",
+    ) as PretrainedModel & { pooledFeatures(x: Tensor): Tensor };
+    model.eval();
+    const x = randn([4, 3, 128, 128]); // stem output 1 MiB, layer1 256 KiB: carved from the stem's
+    const want = noGrad(() => model.pooledFeatures(x)).toFloat64Array();
+    storagePool.clear();
+    const c0 = storagePool.carved;
+    for (let i = 0; i < 3; i++) {
+      const got = stepScope(() => noGrad(() => model.pooledFeatures(x)).toFloat64Array(), { keep: [model, x] });
+      assert.deepEqual(got, want, `batch ${i}`);
+    }
+    assert.ok(storagePool.carved > c0, "some requests were served by carving");
   });
 });
