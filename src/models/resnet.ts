@@ -8,9 +8,10 @@
  * const model = getArchitecture("resnet18").create({ architecture: "resnet18", num_classes: 5 }, "image-classification");
  * const { logits, loss } = model.forward({ pixelValues, labels });
  */
+import { forwardChain } from "../autograd/release.ts";
 import { Linear } from "../nn/layers.ts";
 import { Module } from "../nn/module.ts";
-import { adaptiveAvgPool2d, add, flatten, maxPool2d, relu } from "../ops/index.ts";
+import { adaptiveAvgPool2d, flatten, maxPool2d } from "../ops/index.ts";
 import { ValueError } from "../tensor/errors.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import { buildModel } from "./common.ts";
@@ -34,8 +35,8 @@ export class BasicBlock extends Module {
     this.downsample = downsample;
   }
   forward(x: Tensor): Tensor {
-    const out = this.bn2.forward(this.conv2.forward(relu(this.bn1.forward(this.conv1.forward(x)))));
-    return relu(add(out, shortcut(this.downsample, x)));
+    const out = forwardChain(x, [this.conv1, (t) => this.bn1.forward(t, "relu"), this.conv2]);
+    return this.bn2.forward(out, "relu", shortcut(this.downsample, x));
   }
 }
 
@@ -60,10 +61,14 @@ export class Bottleneck extends Module {
     this.downsample = downsample;
   }
   forward(x: Tensor): Tensor {
-    let out = relu(this.bn1.forward(this.conv1.forward(x)));
-    out = relu(this.bn2.forward(this.conv2.forward(out)));
-    out = this.bn3.forward(this.conv3.forward(out));
-    return relu(add(out, shortcut(this.downsample, x)));
+    const out = forwardChain(x, [
+      this.conv1,
+      (t) => this.bn1.forward(t, "relu"),
+      this.conv2,
+      (t) => this.bn2.forward(t, "relu"),
+      this.conv3,
+    ]);
+    return this.bn3.forward(out, "relu", shortcut(this.downsample, x));
   }
 }
 
@@ -165,9 +170,17 @@ export class ResNet extends ImageClassifier {
     this.setLabels(labels);
   }
   pooledFeatures(pixelValues: Tensor): Tensor {
-    let x = maxPool2d(relu(this.bn1.forward(this.conv1.forward(pixelValues))), 3, 2, 1);
-    for (const stage of [this.layer1, this.layer2, this.layer3, this.layer4]) for (const b of stage) x = b.forward(x);
-    return flatten(adaptiveAvgPool2d(x, 1), 1);
+    // Under noGrad in a scope (the feature cache) each activation is freed once the next exists.
+    return forwardChain(pixelValues, [
+      this.conv1,
+      (x) => this.bn1.forward(x, "relu"),
+      (x) => maxPool2d(x, 3, 2, 1),
+      ...this.layer1,
+      ...this.layer2,
+      ...this.layer3,
+      ...this.layer4,
+      (x) => flatten(adaptiveAvgPool2d(x, 1), 1),
+    ]);
   }
   protected headLayer(): Linear {
     return this.fc;

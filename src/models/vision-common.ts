@@ -4,6 +4,7 @@
  * (forward, pooled features for the feature cache, head replacement with label names) and the
  * label fields of a torchvision-style config (`architecture`, `num_classes`, `id2label`).
  */
+import { forwardChain } from "../autograd/release.ts";
 import { type ConfigSource, getLabels, getNumber } from "../formats/hf-config.ts";
 import * as nn from "../nn/index.ts";
 import { Module } from "../nn/module.ts";
@@ -45,6 +46,11 @@ export class ConvBNAct extends nn.Sequential {
       groups: opts.groups,
     });
     super(conv, new nn.BatchNorm2d(outC), new nn.ReLU6());
+  }
+  /** Conv, then BN with the ReLU6 fused (one activation less kept for backward). */
+  override forward(x: Tensor): Tensor {
+    const [conv, bn] = this._items as [Conv2d, nn.BatchNorm2d];
+    return forwardChain(x, [conv, (t) => bn.forward(t, "relu6")]);
   }
 }
 

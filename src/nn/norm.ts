@@ -136,7 +136,11 @@ export class BatchNorm extends Module {
     if (!this.weight && !this.bias) this.frozen = frozen;
   }
 
-  forward(x: Tensor): Tensor {
+  /**
+   * `activation` fuses a following ReLU / ReLU6, after adding `residual` (x's shape) if given
+   * (see `F.batchNorm`): fewer activations kept for backward.
+   */
+  forward(x: Tensor, activation?: "relu" | "relu6", residual?: Tensor | null): Tensor {
     if (!this._ndims.includes(x.ndim) || x.shape[1] !== this.numFeatures) {
       throw new ShapeError(
         `${this.constructor.name}: expected input with ${this.numFeatures} channels in dim 1 and ${this._ndims.join("/")} dims, got ${fmtShape(x.shape)}`,
@@ -157,7 +161,13 @@ export class BatchNorm extends Module {
     }
     // Training-mode batchNorm updates the buffers it is given; eval mode only reads them.
     const [m, v] = useBatch && !update ? [null, null] : [rm, rv];
-    return F.batchNorm(x, m, v, this.weight, this.bias, { training: useBatch, momentum, eps: this.eps });
+    return F.batchNorm(x, m, v, this.weight, this.bias, {
+      training: useBatch,
+      momentum,
+      eps: this.eps,
+      activation,
+      residual,
+    });
   }
 }
 

@@ -6,7 +6,7 @@
 import { noGrad } from "../autograd/tape.ts";
 import { DTypeError, ShapeError, ValueError, fmtShape } from "../tensor/errors.ts";
 import { type Generator, defaultGenerator } from "../tensor/rng.ts";
-import { normDim } from "../tensor/shape.ts";
+import { normDim, shapesEqual } from "../tensor/shape.ts";
 import { type Tensor, arange, empty, full, tensor } from "../tensor/tensor.ts";
 import { abs, add, clamp, div, erf, exp, ge, gt, le, log, mul, neg, relu, rsqrt, sigmoid, sub, tanh, where } from "./elementwise.ts";
 import { canFuse, fusedActivation, fusedAttention, fusedBatchNorm, fusedClamp, fusedCrossEntropyRows, fusedNormLast, fusedSoftmaxLast } from "./fused.ts";
@@ -111,6 +111,18 @@ export interface BatchNormOptions {
   training: boolean;
   momentum?: number;
   eps?: number;
+  /**
+   * An activation applied to the output, fused into the op where the backend can: its backward
+   * reads the normalised output, so the pre-activation tensor is not kept for backward (ResNet's
+   * BN-ReLU and MobileNetV2's BN-ReLU6 hold one activation less per layer). Same values and
+   * gradients as `relu(batchNorm(...))` / `relu6(batchNorm(...))`.
+   */
+  activation?: "relu" | "relu6";
+  /**
+   * Added to the normalised output before the activation (x's shape): ResNet's
+   * `relu(bn2(conv2(y)) + shortcut)` as one op, keeping neither the BN output nor the sum.
+   */
+  residual?: Tensor | null;
 }
 
 /**
@@ -122,8 +134,14 @@ export function batchNorm(x: Tensor, runningMean: Tensor | null, runningVar: Ten
   const eps = opts.eps ?? 1e-5;
   if (!opts.training && (!runningMean || !runningVar)) throw new ValueError("batchNorm: eval mode needs running statistics");
   const statsOk = [runningMean, runningVar].every((t) => !t || t.dtype === x.dtype);
-  if (x.ndim >= 2 && statsOk && canFuse("batchNorm", x, weight, bias)) {
-    return fusedBatchNorm(x, runningMean, runningVar, weight, bias, opts.training, opts.momentum ?? 0.1, eps);
+  const act = opts.activation;
+  const res = opts.residual ?? null;
+  if (res && !shapesEqual(res.shape, x.shape))
+    throw new ShapeError(`batchNorm: residual ${fmtShape(res.shape)} must have the input's shape ${fmtShape(x.shape)}`);
+  const fusable = canFuse("batchNorm", x, weight, bias, res) && (!act || canFuse("clamp", x));
+  if (x.ndim >= 2 && statsOk && fusable) {
+    const m = opts.momentum ?? 0.1;
+    return fusedBatchNorm(x, runningMean, runningVar, weight, bias, opts.training, m, eps, act, res);
   }
   const C = x.shape[1];
   const bshape = x.shape.map((d, i) => (i === 1 ? d : 1));
@@ -153,7 +171,8 @@ export function batchNorm(x: Tensor, runningMean: Tensor | null, runningVar: Ten
   let y = mul(sub(x, mu), rsqrt(add(v, eps)));
   if (weight) y = mul(y, reshape(weight, bshape));
   if (bias) y = add(y, reshape(bias, bshape));
-  return y;
+  if (res) y = add(y, res);
+  return act === "relu" ? relu(y) : act === "relu6" ? relu6(y) : y;
 }
 
 /** `F.group_norm`: x (N, C, ...) normalised over groups of C/G channels. */

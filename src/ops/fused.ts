@@ -176,6 +176,10 @@ interface BatchNormAttrs {
   /** Training: updated in place when both are given. Eval: the statistics used. */
   runningMean: Tensor | null;
   runningVar: Tensor | null;
+  /** Clamp range of a fused activation (relu: [0, inf), relu6: [0, 6]), or null. */
+  clamp: [number, number] | null;
+  /** A tensor of x's shape added before the activation (the last input), as ResNet's shortcut. */
+  hasResidual: boolean;
 }
 
 const fusedBatchNormOp = defineOp<BatchNormAttrs>({
@@ -216,10 +220,14 @@ const fusedBatchNormOp = defineOp<BatchNormAttrs>({
       }
       be.fused.batchNorm!(x, w, b, false, a.eps, out, mean, null, rstd);
     }
+    if (a.hasResidual) be.binary("add", out, contiguous(ins[ins.length - 1]), out);
+    if (a.clamp) be.fused.clamp!(out, a.clamp[0], a.clamp[1], out);
     return { mean, rstd };
   },
-  vjp: (g, ins, _y, a, saved) => {
+  vjp: (g0, ins, y, a, saved) => {
     const { mean, rstd } = saved as { mean: Tensor; rstd: Tensor };
+    // relu / relu6 pass the gradient where lo < x < hi, i.e. where lo < y < hi: read from y.
+    const g = a.clamp ? clampBackward(y, g0, a.clamp[0], a.clamp[1], false) : g0;
     const x = ins[0];
     const w = a.hasWeight ? ins[1] : null;
     const b = a.hasBias ? ins[a.hasWeight ? 2 : 1] : null;
@@ -230,6 +238,7 @@ const fusedBatchNormOp = defineOp<BatchNormAttrs>({
     const grads: (Tensor | null)[] = [dx];
     if (w) grads.push(dw);
     if (b) grads.push(db);
+    if (a.hasResidual) grads.push(g);
     return grads;
   },
 });
@@ -238,6 +247,8 @@ const fusedBatchNormOp = defineOp<BatchNormAttrs>({
  * `F.batch_norm` through the fused kernel: x (N, C, ...), float32 (float64 on the reference
  * backend). Training updates the running buffers in place when both are given (momentum, unbiased
  * variance); eval normalises with them. Gradients for x, weight and bias, each only when needed.
+ * `residual` (x's shape) is added to the output, then `activation` clamps it in place (relu,
+ * relu6); the backward reads the output, not the sum before the clamp.
  */
 export function fusedBatchNorm(
   x: Tensor,
@@ -248,11 +259,16 @@ export function fusedBatchNorm(
   training: boolean,
   momentum: number,
   eps: number,
+  activation?: "relu" | "relu6",
+  residual?: Tensor | null,
 ): Tensor {
   const ins = [reshape(x, [x.shape[0], x.shape[1], -1])];
   if (weight) ins.push(weight);
   if (bias) ins.push(bias);
-  const attrs = { training, eps, momentum, hasWeight: !!weight, hasBias: !!bias, runningMean, runningVar };
+  if (residual) ins.push(reshape(residual, ins[0].shape));
+  const clamp: [number, number] | null =
+    activation === "relu" ? [0, Number.POSITIVE_INFINITY] : activation === "relu6" ? [0, 6] : null;
+  const attrs = { training, eps, momentum, hasWeight: !!weight, hasBias: !!bias, runningMean, runningVar, clamp, hasResidual: !!residual };
   return reshape(fusedBatchNormOp(ins, attrs), x.shape);
 }
 

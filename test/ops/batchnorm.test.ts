@@ -76,6 +76,69 @@ describe("fused batch norm (reference backend, float64)", () => {
     }
   }
 
+  test("fused activation and residual = relu/relu6(bn(x) + r) composite, values and gradients", () => {
+    for (const training of [true, false])
+      for (const activation of ["relu", "relu6", undefined] as const)
+        for (const withRes of [true, false]) {
+          if (!activation && !withRes) continue;
+          const shape = [2, 3, 4, 5];
+          const x = leaf(shape, 0.5);
+          // Scale and shift so that outputs fall below 0, inside (0, 6) and above 6.
+          const [w, b] = [
+            F.mul(leaf([3]), 4)
+              .detach()
+              .requiresGrad_(true),
+            leaf([3], 3),
+          ];
+          const r = withRes ? F.mul(leaf(shape), 4).detach().requiresGrad_(true) : null; // reaches past 6
+          const rm = tensor([0.3, -1, 2], { dtype: "float64" });
+          const rv = tensor([0.7, 1.5, 2], { dtype: "float64" });
+          const [x2, w2, b2, r2] = [x, w, b, r].map((t) => (t ? copy(t) : null));
+          const opts = { training, momentum: 0.1, eps: 1e-5, activation };
+          const y = fusedBatchNorm(x, copy(rm), copy(rv), w, b, training, 0.1, 1e-5, activation, r);
+          const want = composite(() => F.batchNorm(x2!, copy(rm), copy(rv), w2, b2, { ...opts, residual: r2 }));
+          const name = `training=${training} ${activation} residual=${withRes}`;
+          const v = want.toFloat64Array();
+          if (activation) assert.ok(v.some((e) => e === 0) && v.some((e) => e > 0), `${name}: both sides of 0`);
+          if (activation === "relu6")
+            assert.ok(
+              v.some((e) => e === 6),
+              `${name}: some outputs clamped at 6`,
+            );
+          assertClose(y, want, 1e-10, `${name} forward`);
+          const g = randn(y.shape, { dtype: "float64", generator: gen });
+          backward(F.sum(F.mul(y, g)));
+          composite(() => backward(F.sum(F.mul(want, g))));
+          for (const [a, e, n] of [
+            [x, x2, "x"],
+            [w, w2, "w"],
+            [b, b2, "b"],
+            [r, r2, "residual"],
+          ] as const) {
+            if (!a) continue;
+            assert.ok(a.grad && e?.grad, `${name}: ${n} got a gradient`);
+            assertClose(a.grad, e.grad, 1e-9, `${name}: grad ${n}`);
+          }
+        }
+    gradcheck(
+      "bn + residual + relu (train)",
+      (x, w, b, r) => fusedBatchNorm(x, null, null, w, b, true, 0.1, 1e-5, "relu", r),
+      [leaf([3, 3, 2, 2], 0.3), leaf([3]), leaf([3]), leaf([3, 3, 2, 2])],
+    );
+    const x32 = leaf([2, 3, 4], 0, "float32");
+    const y32 = F.batchNorm(x32, null, null, null, null, {
+      training: true,
+      activation: "relu",
+      residual: F.mul(x32, 2),
+    });
+    const ops = [y32.node?.op, y32.node?.inputs[0]?.node?.op];
+    assert.ok(ops.includes("fusedBatchNorm"), "float32 batchNorm with activation runs fused");
+    assert.throws(
+      () => F.batchNorm(leaf([2, 3, 2]), null, null, null, null, { training: true, residual: leaf([2, 3, 1]) }),
+      /residual \[2,3,1\] must have the input's shape \[2,3,2\]/,
+    );
+  });
+
   test("finite differences (training and eval, through the fused op)", () => {
     const rm = tensor([0.3, -1, 2], { dtype: "float64" });
     const rv = tensor([0.7, 1.5, 2], { dtype: "float64" });
