@@ -8,3 +8,4 @@ export * from "./conv.ts";
 export * from "./functional.ts";
 export { OPS } from "./table.ts";
 import "./methods.ts";
+export * from "./lora.ts";

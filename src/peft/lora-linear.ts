@@ -124,10 +124,11 @@ export class LoRALinear extends Module {
     // A bf16/f16 base goes to matmul as is: both backends widen it inside the product (the native
     // GEMM while packing), so no float32 copy of the weight is made per step.
     const w = this.weight;
-    const y = F.linear(x, this.fanInFanOut ? F.transpose(w) : w, this.bias);
-    if (this.merged) return y;
+    if (this.merged) return F.linear(x, this.fanInFanOut ? F.transpose(w) : w, this.bias);
     const h = this.dropout > 0 ? F.dropout(x, this.dropout, this.training, this._generator) : x;
-    return F.add(y, F.mul(F.linear(F.linear(h, this.lora_A.weight), this.lora_B.weight), this.scaling));
+    // One op: only the output and the small (tokens, r) product are kept for backward.
+    const wT = this.fanInFanOut ? w : F.transpose(w);
+    return F.loraLinear(x, h, wT, this.bias, this.lora_A.weight, this.lora_B.weight, this.scaling);
   }
 
   /** B A * scaling as float64, laid out like `weight` ((out, in), or (in, out) for Conv1D). */
