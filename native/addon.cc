@@ -183,37 +183,31 @@ Napi::Value MatmulMixed(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// linear(x, xOff, w, wdt, wOff, bias | null, biasOff, out, outOff, pre | null, meta, act):
-// out (M,N) = act(x (M,K) @ w^T + bias (N)); w (N,K) of storage dt 0/1/2 seen as B (K,N) through
-// meta's strides, meta as matmul's with nbd 0. pre (M,N) contiguous receives the value before act.
-// act 0 none, 1 relu, 2 gelu, 3 gelu_tanh. A float32 w gets the epilogue per tile of the GEMM.
+// linear(x, xOff, w, wdt, wOff, bias, biasOff, out, outOff, meta): out (M,N) = x (M,K) @ w^T + bias (N);
+// w (N,K) of storage dt 0/1/2 seen as B (K,N) through meta's strides, meta as matmul's with nbd 0.
+// A float32 w gets the bias per tile of the GEMM (sgemm_bias); a half w in a pass after it.
 Napi::Value Linear(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  size_t la, lb, lc, lm, lbias = 0, lpre = 0;
+  size_t la, lb, lc, lm, lbias;
   const float* x = f32(info, 0, &la);
   long xoff = num(info, 1);
   int wdt = (int)num(info, 3);
   const void* w = typed_operand(info, 2, wdt, &lb);
   long woff = num(info, 4);
-  const float* bias = info[5].IsNull() ? nullptr : f32(info, 5, &lbias);
+  const float* bias = f32(info, 5, &lbias);
   long boff = num(info, 6);
   float* c = f32(info, 7, &lc);
   long coff = num(info, 8);
-  float* pre = info[9].IsNull() ? nullptr : f32(info, 9, &lpre);
-  const int32_t* m = i32(info, 10, &lm);
-  int act = (int)num(info, 11);
+  const int32_t* m = i32(info, 9, &lm);
   if (lm < 9 || m[0] != 0) fail(env, "linear: bad meta");
-  if (act < 0 || act > 3) fail(env, "linear: act must be 0..3");
   MatmulBatches mb = matmul_batches(env, "linear", m, lm, la, xoff, lb, woff, lc, coff);
-  if (bias) check_contig(env, "linear bias", lbias, boff, mb.N);
-  if (pre) check_contig(env, "linear pre", lpre, 0, mb.M * mb.N);
-  GemmEpilogue ep{bias ? bias + boff : nullptr, pre, mb.N, act};
+  check_contig(env, "linear bias", lbias, boff, mb.N);
   if (wdt == 0) {
-    sgemm_epi(mb.M, mb.N, mb.K, x + xoff, m[4], m[5], (const float*)w + woff, m[6], m[7], c + coff, m[8], ep);
+    sgemm_bias(mb.M, mb.N, mb.K, x + xoff, m[4], m[5], (const float*)w + woff, m[6], m[7], c + coff, m[8], bias + boff);
   } else {
     const void* wb = (const uint16_t*)w + woff;
     gemm_mixed(mb.M, mb.N, mb.K, x + xoff, 0, m[4], m[5], wb, wdt, m[6], m[7], c + coff, m[8], false);
-    gemm_epilogue_pass(mb.M, mb.N, c + coff, m[8], ep);
+    gemm_bias_pass(mb.M, mb.N, c + coff, m[8], bias + boff);
   }
   return env.Undefined();
 }

@@ -4,7 +4,6 @@
 #include <cstring>
 
 #include "common.h"
-#include "vecmath.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -43,7 +42,7 @@ struct Impl {
   int mr, nr;
   long nc;
   void (*serial)(long, long, long, const float*, long, long, const float*, long, long, float*, long, bool,
-                 const GemmEpilogue*);
+                 const float*);
   double (*peak)(long);
   void (*panels)(long, long, long, const float*, long, long, bool, const float*, long, long, BPacker, float*, long,
                  bool, CEmitter);
@@ -100,65 +99,42 @@ void sgemm(long M, long N, long K, const float* A, long rsa, long csa, const flo
 }
 
 namespace {
-// Per-ISA epilogue pass for the paths that do not run it per tile (M <= 4, K == 0).
-void epilogue_rows(long M, long N, float* C, long ldc, const GemmEpilogue& ep) {
+// Per-ISA bias pass for the paths that do not add it per tile (M <= 4, K == 0, half weights).
+void bias_rows(long M, long N, float* C, long ldc, const float* bias) {
 #if defined(__x86_64__)
-  if (isa() == Isa::avx512) return gemm_avx512::epi_rows(M, N, C, ldc, ep, 0, 0);
-  if (isa() == Isa::avx2) return gemm_avx2::epi_rows(M, N, C, ldc, ep, 0, 0);
+  if (isa() == Isa::avx512) return gemm_avx512::add_bias(M, N, C, ldc, bias);
+  if (isa() == Isa::avx2) return gemm_avx2::add_bias(M, N, C, ldc, bias);
 #endif
-  gemm_generic::epi_rows(M, N, C, ldc, ep, 0, 0);
+  gemm_generic::add_bias(M, N, C, ldc, bias);
 }
 }  // namespace
 
-void gemm_epilogue_pass(long M, long N, float* C, long ldc, const GemmEpilogue& ep) {
+void gemm_bias_pass(long M, long N, float* C, long ldc, const float* bias) {
   if (M <= 0 || N <= 0) return;
   long rpt = std::max(1L, 16384 / N), nt = (M + rpt - 1) / rpt;
   parallel_for(nt, [&](long t, int) {
     long s = t * rpt, e = std::min(M, s + rpt);
-    GemmEpilogue e2 = ep;
-    if (e2.pre) e2.pre += s * ep.ldp;
-    epilogue_rows(e - s, N, C + s * ldc, ldc, e2);
+    bias_rows(e - s, N, C + s * ldc, ldc, bias);
   });
 }
 
-// sgemm with the epilogue applied per finished tile (gemm_serial), so C is written once.
-void sgemm_epi(long M, long N, long K, const float* A, long rsa, long csa, const float* B, long rsb, long csb,
-               float* C, long ldc, const GemmEpilogue& ep) {
+// sgemm with the bias added per finished tile (gemm_serial), so C is written once.
+void sgemm_bias(long M, long N, long K, const float* A, long rsa, long csa, const float* B, long rsb, long csb,
+                float* C, long ldc, const float* bias) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0 || (M <= 4 && sgemv_small(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, false))) {
     if (K <= 0) zero_or_keep(M, N, C, ldc, false);
-    return gemm_epilogue_pass(M, N, C, ldc, ep);
+    return gemm_bias_pass(M, N, C, ldc, bias);
   }
   Impl im = impl();
   GemmSplit sp = gemm_split(M, N, K, num_threads(), im.mr, im.nr, im.nc);
-  if (sp.serial) return im.serial(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, false, &ep);
+  if (sp.serial) return im.serial(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, false, bias);
   parallel_for(sp.ntasks, [&](long t, int) {
     long s = t * sp.chunk, e = std::min(sp.len, s + sp.chunk);
-    GemmEpilogue e2 = ep;
-    if (sp.splitM) {
-      if (e2.pre) e2.pre += s * ep.ldp;
-      im.serial(e - s, N, K, A + s * rsa, rsa, csa, B, rsb, csb, C + s * ldc, ldc, false, &e2);
-    } else {
-      if (e2.bias) e2.bias += s;
-      if (e2.pre) e2.pre += s;
-      im.serial(M, e - s, K, A, rsa, csa, B + s * csb, rsb, csb, C + s, ldc, false, &e2);
-    }
-  });
-}
-
-void sgemm_batched(long nb, const long* aoff, const long* boff, const long* coff, long M, long N, long K,
-                   const float* A, long rsa, long csa, const float* B, long rsb, long csb, float* C, long ldc,
-                   bool accumulate) {
-  if (nb <= 0) return;
-  double flops = 2.0 * M * N * K;
-  int T = num_threads();
-  if (nb == 1 || (nb < 4L * T && flops >= 2.0 * 256 * 256 * 256)) {
-    for (long b = 0; b < nb; b++)
-      sgemm(M, N, K, A + aoff[b], rsa, csa, B + boff[b], rsb, csb, C + coff[b], ldc, accumulate);
-    return;
-  }
-  parallel_for(nb, [&](long b, int) {
-    sgemm_serial(M, N, K, A + aoff[b], rsa, csa, B + boff[b], rsb, csb, C + coff[b], ldc, accumulate);
+    if (sp.splitM)
+      im.serial(e - s, N, K, A + s * rsa, rsa, csa, B, rsb, csb, C + s * ldc, ldc, false, bias);
+    else
+      im.serial(M, e - s, K, A, rsa, csa, B + s * csb, rsb, csb, C + s, ldc, false, bias + s);
   });
 }
 

@@ -7,7 +7,6 @@
 #include <cstring>
 
 #include "common.h"
-#include "vecmath.h"
 
 #if defined(__x86_64__)
 #include <cpuid.h>

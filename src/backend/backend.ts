@@ -22,9 +22,6 @@ export type BinaryOp =
 
 export type ReduceOp = "sum" | "max" | "min";
 
-/** Activations a linear epilogue applies (gelu: erf form; gelu_tanh: GPT-2's gelu_new). */
-export type LinearAct = "none" | "relu" | "gelu" | "gelu_tanh";
-
 export interface Conv2dParams {
   stride: [number, number];
   padding: [number, number];
@@ -84,12 +81,11 @@ export interface FusedKernels {
    */
   batchNormBackward(x: Tensor, weight: Tensor | null, mean: Tensor, rstd: Tensor, dy: Tensor, training: boolean, dx: Tensor | null, dweight: Tensor | null, dbias: Tensor | null): void;
   /**
-   * `F.linear` with its epilogue: x (M, K) @ weight^T (weight (N, K), any strides; float32 or, frozen,
-   * bf16/f16) + bias (N) | null, then `act` -> out (M, N) contiguous. pre (M, N) | null receives
-   * the value before the activation (for the backward). relu(NaN) = 0, as the relu op.
+   * `F.linear`: x (M, K) @ weight^T + bias -> out (M, N) contiguous, the bias added in the GEMM's
+   * epilogue. x and weight (N, K) any strides; weight float32 or (frozen) bf16/f16; bias (N).
    * The reference backend also accepts float64.
    */
-  linear(x: Tensor, weight: Tensor, bias: Tensor | null, act: LinearAct, out: Tensor, pre: Tensor | null): void;
+  linear(x: Tensor, weight: Tensor, bias: Tensor, out: Tensor): void;
   /** out = min(max(x, lo), hi) (NaN stays NaN); lo/hi may be -/+Infinity. */
   clamp(x: Tensor, lo: number, hi: number, out: Tensor): void;
   /**

@@ -13,7 +13,6 @@ import { IndexError, fmtShape } from "../tensor/errors.ts";
 const UNARY_OPS: readonly UnaryOp[] = ["neg", "abs", "exp", "log", "sqrt", "rsqrt", "reciprocal", "sin", "cos", "tanh", "sigmoid", "relu", "sign", "erf", "floor"];
 const BINARY_OPS: readonly BinaryOp[] = ["add", "sub", "mul", "div", "pow", "maximum", "minimum", "eq", "ne", "lt", "le", "gt", "ge"];
 const ACT = { gelu: 0, gelu_tanh: 1, silu: 2 } as const;
-const LIN_ACT = { none: 0, relu: 1, gelu: 2, gelu_tanh: 3 } as const;
 const MAX_I32 = 2 ** 31 - 1;
 /** Operand storage codes of the addon's matmulMixed; other dtypes (float64 gradchecks) go to the reference. */
 const GEMM_DT: Partial<Record<Tensor["dtype"], number>> = { float32: 0, bfloat16: 1, float16: 2 };
@@ -169,15 +168,14 @@ function makeBackend(n: NativeAddon): Backend {
       if (!f32(x) || !f32(dy) || !f32(dx) || !x.isContiguous() || !dy.isContiguous() || !dx.isContiguous()) return ref.fused.clampBackward!(x, dy, lo, hi, inclusive, dx);
       n.clampBackward(x.data, x.offset, dy.data, dy.offset, dx.data, dx.offset, x.size, lo, hi, inclusive);
     },
-    linear(x, weight, bias, act, out, pre) {
+    linear(x, weight, bias, out) {
       const wd = GEMM_DT[weight.dtype];
-      const ok = f32(x) && outOk(out) && wd !== undefined && weight.data.length <= MAX_I32 && (!bias || f32(bias)) && (!pre || outOk(pre));
-      if (!ok) return ref.fused.linear!(x, weight, bias, act, out, pre);
+      if (!f32(x) || !outOk(out) || wd === undefined || weight.data.length > MAX_I32 || !f32(bias)) return ref.fused.linear!(x, weight, bias, out);
       const [M, K] = x.shape;
       const N = weight.shape[0];
-      const b = bias ? contig(n, bias) : null;
+      const b = contig(n, bias);
       META.set([0, M, N, K, x.strides[0], x.strides[1], weight.strides[1], weight.strides[0], N]);
-      n.linear(x.data, x.offset, weight.data as Float32Array | Uint16Array, wd, weight.offset, b?.data ?? null, b?.offset ?? 0, out.data, out.offset, (pre?.data as Float32Array) ?? null, META, LIN_ACT[act]);
+      n.linear(x.data, x.offset, weight.data as Float32Array | Uint16Array, wd, weight.offset, b.data, b.offset, out.data, out.offset, META);
     },
     adamw(params, grads, m, v, hp) {
       n.adamw(params, grads, m, v, Float64Array.from(hp.lr), Float64Array.from(hp.weightDecay), hp.beta1, hp.beta2, hp.eps, hp.step);

@@ -15,7 +15,7 @@ import { LayerNorm } from "../nn/norm.ts";
 import { add, scaledDotProductAttention, select, tanh } from "../ops/index.ts";
 import { ValueError } from "../tensor/errors.ts";
 import { arange, type Tensor, zeros } from "../tensor/tensor.ts";
-import { type Activation, activation, buildModel, linearAct, paddingIdx, paddingMask } from "./common.ts";
+import { type Activation, activation, buildModel, paddingIdx, paddingMask } from "./common.ts";
 import {
   EncoderForClassification,
   type EncoderHeadSpec,
@@ -178,7 +178,7 @@ export class BertIntermediate extends Module {
     this._act = activation(c.hidden_act, file);
   }
   forward(x: Tensor): Tensor {
-    return linearAct(this.dense, x, this._act);
+    return this._act(this.dense.forward(x));
   }
 }
 

@@ -5,10 +5,9 @@
  * LayerNorm, RMSNorm, ...) come from `src/nn`.
  */
 
-import type { LinearAct } from "../backend/backend.ts";
 import { ConfigError, type ConfigSource, getNumber, getString } from "../formats/hf-config.ts";
 import { noInit, normal_ } from "../nn/init.ts";
-import { Linear, param } from "../nn/layers.ts";
+import { param } from "../nn/layers.ts";
 import { Module, Parameter } from "../nn/module.ts";
 import { add, cat, gelu, linear, mul, relu, sigmoid, silu, tanh, transpose } from "../ops/index.ts";
 import { ValueError } from "../tensor/errors.ts";
@@ -66,28 +65,6 @@ export const ACT2FN: Readonly<Record<string, Activation>> = {
   swish: (x) => silu(x),
   tanh: (x) => tanh(x),
 };
-
-/** The ACT2FN entries a linear layer's epilogue can apply (`F.linear(x, W, b, act)`). */
-const EPILOGUE = new Map<Activation, LinearAct>([
-  [ACT2FN.gelu, "gelu"],
-  [ACT2FN.gelu_new, "gelu_tanh"],
-  [ACT2FN.gelu_pytorch_tanh, "gelu_tanh"],
-  [ACT2FN.gelu_fast, "gelu_tanh"],
-  [ACT2FN.relu, "relu"],
-]);
-
-/**
- * `act(layer.forward(x))`; when `layer` is a plain `Linear` or `Conv1D` (not LoRA-wrapped) and
- * `act` has an epilogue form, one fused kernel (the activation applied while the GEMM's output
- * tile is in cache, no separate pass).
- * @example linearAct(this.lin1, x, this._act) // the MLP's first layer and its activation
- */
-export function linearAct(layer: Module & { forward(x: Tensor): Tensor }, x: Tensor, act: Activation): Tensor {
-  const kind = EPILOGUE.get(act);
-  if (kind && layer instanceof Linear && layer.constructor === Linear) return linear(x, layer.weight, layer.bias, kind);
-  if (kind && layer instanceof Conv1D) return linear(x, transpose(layer.weight), layer.bias, kind);
-  return act(layer.forward(x));
-}
 
 /** Looks up `hidden_act` (or another `key`), failing with the config file and key on unknown names. */
 export function activation(name: string, file = "config.json", key = "hidden_act"): Activation {

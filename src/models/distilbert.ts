@@ -16,7 +16,7 @@ import { LayerNorm } from "../nn/norm.ts";
 import { add, relu, scaledDotProductAttention, select } from "../ops/index.ts";
 import { ValueError } from "../tensor/errors.ts";
 import { arange, type Tensor, tensor } from "../tensor/tensor.ts";
-import { type Activation, activation, buildModel, linearAct, paddingIdx, paddingMask } from "./common.ts";
+import { type Activation, activation, buildModel, paddingIdx, paddingMask } from "./common.ts";
 import {
   EncoderForClassification,
   EncoderHead,
@@ -155,7 +155,7 @@ export class FFN extends Module {
     this._act = activation(c.activation, file, "activation");
   }
   forward(x: Tensor): Tensor {
-    return this.dropout.forward(this.lin2.forward(linearAct(this.lin1, x, this._act)));
+    return this.dropout.forward(this.lin2.forward(this._act(this.lin1.forward(x))));
   }
 }
 

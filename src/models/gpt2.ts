@@ -14,7 +14,7 @@ import { Module } from "../nn/module.ts";
 import { LayerNorm } from "../nn/norm.ts";
 import { add, contiguous, dropout, reshape, scaledDotProductAttention, split, transpose } from "../ops/index.ts";
 import { type Tensor, tensor } from "../tensor/tensor.ts";
-import { activation, buildModel, Conv1D, inputMask, type KVCache, linearAct, positionsOf } from "./common.ts";
+import { activation, buildModel, Conv1D, inputMask, type KVCache, positionsOf } from "./common.ts";
 import { buildDecoderHead, DecoderBackbone, type DecoderInputs } from "./heads.ts";
 import { type Architecture, registerArchitecture, type Task } from "./registry.ts";
 
@@ -111,7 +111,7 @@ class GPT2MLP extends Module {
     this._act = activation(cfg.activation_function, "config.json", "activation_function");
   }
   forward(x: Tensor): Tensor {
-    return dropout(this.c_proj.forward(linearAct(this.c_fc, x, this._act)), this._pdrop, this.training);
+    return dropout(this.c_proj.forward(this._act(this.c_fc.forward(x))), this._pdrop, this.training);
   }
 }
 

@@ -1,11 +1,10 @@
-// The native linear kernel (SGEMM with the bias + activation epilogue per output tile) against the
-// reference one: sizes 1, 7, 33, 257 (and the M <= 4 GEMV and K = 0 paths), transposed and sliced
-// operands, a strided bias, bf16 weights, the saved pre-activation; then F.linear's gradients on
-// the native backend against the reference backend's.
+// The native linear kernel (SGEMM with the bias added per output tile) against the reference one:
+// sizes 1, 7, 33, 257 (and the M <= 4 GEMV and K = 0 paths), transposed and sliced operands, a
+// strided bias, bf16 weights; then F.linear's gradients on the native backend against the
+// reference backend's.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { backward } from "../../src/autograd/index.ts";
-import type { LinearAct } from "../../src/backend/backend.ts";
 import { backend, setBackend } from "../../src/backend/index.ts";
 import * as F from "../../src/ops/index.ts";
 import { f32ToBf16 } from "../../src/tensor/dtype.ts";
@@ -23,8 +22,6 @@ import {
   zerosT,
 } from "./helpers.ts";
 
-const ACTS: LinearAct[] = ["none", "relu", "gelu", "gelu_tanh"];
-
 /** A (rows, cols) operand in one of three layouts. */
 function operand(rows: number, cols: number, layout: number): Tensor {
   if (layout === 1) return permutedView([rows, cols], [1, 0]);
@@ -32,26 +29,22 @@ function operand(rows: number, cols: number, layout: number): Tensor {
   return randT([rows, cols], -2, 2);
 }
 
-function check(x: Tensor, w: Tensor, bias: Tensor | null, act: LinearAct, what: string): void {
+function check(x: Tensor, w: Tensor, bias: Tensor, what: string): void {
   const [M, N] = [x.shape[0], w.shape[0]];
-  const [o1, p1, o2, p2] = [zerosT([M, N]), zerosT([M, N]), zerosT([M, N]), zerosT([M, N])];
-  nat().fused.linear?.(x, w, bias, act, o1, p1);
-  ref.fused.linear?.(x, w, bias, act, o2, p2);
-  assertClose(p1, p2, 1e-5, `${what} pre`);
-  assertClose(o1, o2, 1e-5, `${what} out`);
+  const [o1, o2] = [zerosT([M, N]), zerosT([M, N])];
+  nat().fused.linear?.(x, w, bias, o1);
+  ref.fused.linear?.(x, w, bias, o2);
+  // plain 1e-5 relative; long float32 sums (K >= 256) need the scaled check below instead
+  assertClose(o1, o2, x.shape[1] >= 256 ? 1e-4 : 1e-5, what);
   if (w.dtype === "float32") {
-    // pre against the float32 GEMM error scale sum |x||w| + |b|
+    // against the float32 GEMM error scale sum |x||w| + |b|
     const scale = zerosT([M, N]);
-    ref.fused.linear?.(absT(x), absT(w), bias ? absT(bias) : null, "none", scale, null);
-    assertCloseScaled(p1, p2, scale, 1e-6, `${what} pre (scaled)`);
+    ref.fused.linear?.(absT(x), absT(w), absT(bias), scale);
+    assertCloseScaled(o1, o2, scale, 1e-6, `${what} (scaled)`);
   }
-  // without pre (the inference path) the output is the same
-  const o3 = zerosT([M, N]);
-  nat().fused.linear?.(x, w, bias, act, o3, null);
-  assertClose(o3, o1, 0, `${what} out without pre`);
 }
 
-describe("native linear (GEMM + bias/activation epilogue)", { skip }, () => {
+describe("native linear (GEMM + bias epilogue)", { skip }, () => {
   const sizes: [number, number, number][] = [
     [1, 1, 1],
     [1, 7, 33],
@@ -62,71 +55,66 @@ describe("native linear (GEMM + bias/activation epilogue)", { skip }, () => {
     [257, 7, 1],
     [33, 1, 257],
     [65, 130, 257],
+    [7, 513, 257],
+    [300, 500, 700],
   ];
-  for (const act of ACTS)
-    test(`act=${act}: sizes, layouts, bias`, () => {
-      for (const [M, K, N] of sizes)
-        for (let layout = 0; layout < 3; layout++) {
-          const x = operand(M, K, layout);
-          const w = operand(N, K, (layout + 1) % 3);
-          const bias = layout === 2 ? slicedView([1, N]).view_([N], [1], slicedView([1, N]).offset) : randT([N], -2, 2);
-          check(x, w, bias, act, `${M}x${K}x${N} layout ${layout}`);
-          check(x, w, null, act, `${M}x${K}x${N} layout ${layout} no bias`);
-        }
-    });
-
-  test("K = 0: out = act(bias)", () => {
-    for (const act of ACTS) check(randT([5, 0]), randT([9, 0]), randT([9], -3, 3), act, `K=0 ${act}`);
+  test("sizes and layouts", () => {
+    for (const [M, K, N] of sizes)
+      for (let layout = 0; layout < 3; layout++) {
+        const x = operand(M, K, layout);
+        const w = operand(N, K, (layout + 1) % 3);
+        check(x, w, randT([N], -2, 2), `${M}x${K}x${N} layout ${layout}`);
+      }
   });
 
-  test("a strided bias view (a slice of a fused in_proj bias)", () => {
+  test("K = 0: out = bias", () => check(randT([5, 0]), randT([9, 0]), randT([9], -3, 3), "K=0"));
+
+  test("strided bias views (slices of a fused in_proj bias)", () => {
     const big = randT([3 * 40]);
-    const b = big.view_([40], [1], 40);
-    const b2 = big.view_([40], [3], 1);
-    for (const bias of [b, b2]) check(randT([33, 17]), randT([40, 17]), bias, "gelu", "strided bias");
+    for (const b of [big.view_([40], [1], 40), big.view_([40], [3], 1)])
+      check(randT([33, 17]), randT([40, 17]), b, "strided bias");
   });
 
-  test("bf16 weight (widened in the GEMM, epilogue as a separate pass)", () => {
+  test("bf16 weight (widened in the GEMM, the bias in a pass after it)", () => {
     for (const [M, K, N] of [
       [1, 33, 7],
       [33, 65, 257],
     ] as const) {
       const wf = randT([N, K]);
       const w = new Tensor(Uint16Array.from(wf.data as Float32Array, f32ToBf16), "bfloat16", [N, K]);
-      for (const act of ACTS) check(randT([M, K]), w, randT([N]), act, `bf16 ${M}x${K}x${N} ${act}`);
+      check(randT([M, K]), w, randT([N]), `bf16 ${M}x${K}x${N}`);
     }
   });
 
   test("F.linear forward and gradients on native match the reference backend", () => {
     const prev = backend();
     try {
-      for (const act of ACTS)
-        for (const [M, K, N] of [
-          [7, 33, 257],
-          [257, 33, 7],
-          [2, 1, 33],
-        ] as const) {
-          const xs = randT([M, K]);
-          const ws = permutedView([N, K], [1, 0]); // GPT-2's Conv1D weight (in, out), transposed
-          const bs = randT([N]);
-          const g = randT([1, M, N]);
-          const run = () => {
-            const [x, w, b] = [xs, ws, bs].map((t) => t.clone().requiresGrad_(true));
-            const y = F.linear(F.reshape(x, [1, M, K]), w, b, act);
-            backward(F.sum(F.mul(y, g)));
-            return { y, dx: x.grad, dw: w.grad, db: b.grad, op: y.node?.inputs[0].node?.op };
-          };
-          setBackend(nat());
-          const n = run();
-          setBackend(ref);
-          const r = run();
-          assert.equal(n.op, "linear");
-          const what = `${act} ${M}x${K}x${N}`;
-          assertClose(n.y, r.y, 1e-5, `${what} y`);
-          assertClose(n.dx as Tensor, r.dx as Tensor, 1e-5, `${what} dx`);
-          assertClose(n.dw as Tensor, r.dw as Tensor, 1e-5, `${what} dw`);
-          assertClose(n.db as Tensor, r.db as Tensor, 1e-5, `${what} db`);
-        }
+      for (const [M, K, N] of [
+        [7, 33, 257],
+        [257, 33, 7],
+        [2, 1, 33],
+      ] as const) {
+        const xs = randT([M, K]);
+        const ws = permutedView([N, K], [1, 0]); // GPT-2's Conv1D weight (in, out), transposed
+        const bs = randT([N]);
+        const g = randT([1, M, N]);
+        const run = () => {
+          const [x, w, b] = [xs, ws, bs].map((t) => t.clone().requiresGrad_(true));
+          const y = F.linear(F.reshape(x, [1, M, K]), w, b);
+          backward(F.sum(F.mul(y, g)));
+          return { y, dx: x.grad, dw: w.grad, db: b.grad, op: y.node?.inputs[0].node?.op };
+        };
+        setBackend(nat());
+        const n = run();
+        setBackend(ref);
+        const r = run();
+        assert.equal(n.op, "linear");
+        const what = `${M}x${K}x${N}`;
+        assertClose(n.y, r.y, 1e-5, `${what} y`);
+        assertClose(n.dx as Tensor, r.dx as Tensor, 1e-5, `${what} dx`);
+        assertClose(n.dw as Tensor, r.dw as Tensor, 1e-5, `${what} dw`);
+        assertClose(n.db as Tensor, r.db as Tensor, 1e-5, `${what} db`);
+      }
     } finally {
       setBackend(prev);
     }

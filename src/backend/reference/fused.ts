@@ -4,8 +4,7 @@
  * contiguous (the op layer makes them so); the per-channel vectors may be strided views.
  */
 import { readElem, type Tensor } from "../../tensor/tensor.ts";
-import type { FusedKernels, LinearAct } from "../backend.ts";
-import { erf } from "./math.ts";
+import type { FusedKernels } from "../backend.ts";
 
 /** Element i of a 1-D view. */
 const at = (t: Tensor, i: number): number => t.data[t.offset + i * (t.strides[0] ?? 0)] as number;
@@ -24,31 +23,20 @@ function ncs(x: Tensor): [number, number, number] {
   return [N, C, N * C === 0 ? 0 : x.size / (N * C)];
 }
 
-const K_TANH = Math.sqrt(2 / Math.PI);
-/** The activations of the linear epilogue, as the relu op and F.gelu define them. */
-const ACTS: Record<LinearAct, (z: number) => number> = {
-  none: (z) => z,
-  relu: (z) => (z > 0 ? z : 0), // not Math.max: relu(NaN) = 0, as the relu op
-  gelu: (z) => 0.5 * z * (1 + erf(z * Math.SQRT1_2)),
-  gelu_tanh: (z) => 0.5 * z * (1 + Math.tanh(K_TANH * (z + 0.044715 * z * z * z))),
-};
-
 export const referenceFused: Pick<
   FusedKernels,
   "batchNorm" | "batchNormBackward" | "clamp" | "clampBackward" | "linear"
 > = {
-  /** x and weight any strides; out and pre contiguous. */
-  linear(x, weight, bias, act, out, pre) {
+  /** x and weight any strides; out contiguous. */
+  linear(x, weight, bias, out) {
     const [M, K] = x.shape;
     const N = weight.shape[0];
     const [xs0, xs1] = x.strides;
     const [ws0, ws1] = weight.strides;
     const wide = weight.dtype !== "float32" && weight.dtype !== "float64";
-    const f = ACTS[act];
-    const round = out.dtype === "float32" ? Math.fround : (v: number) => v;
     const row = new Float64Array(N);
     for (let m = 0; m < M; m++) {
-      for (let n = 0; n < N; n++) row[n] = bias ? at(bias, n) : 0;
+      for (let n = 0; n < N; n++) row[n] = at(bias, n);
       for (let k = 0; k < K; k++) {
         const xv = x.data[x.offset + m * xs0 + k * xs1] as number;
         if (xv === 0) continue; // as the reference matmul
@@ -56,15 +44,9 @@ export const referenceFused: Pick<
         if (wide) for (let n = 0; n < N; n++) row[n] += xv * readElem(weight.data, weight.dtype, wk + n * ws0);
         else for (let n = 0; n < N; n++) row[n] += xv * (weight.data[wk + n * ws0] as number);
       }
-      // the activation sees the pre-activation as stored (the backward reads it back from `pre`)
-      for (let n = 0, o = out.offset + m * N; n < N; n++) {
-        const z = round(row[n]);
-        if (pre) pre.data[pre.offset + m * N + n] = z;
-        out.data[o + n] = f(z);
-      }
+      out.data.set(row, out.offset + m * N);
     }
   },
-
   batchNorm(x, weight, bias, training, eps, out, mean, variance, rstd) {
     const [N, C, S] = ncs(x);
     const xd = x.data as Float32Array | Float64Array;
