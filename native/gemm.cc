@@ -138,6 +138,22 @@ void sgemm_bias(long M, long N, long K, const float* A, long rsa, long csa, cons
   });
 }
 
+void sgemm_batched(long nb, const long* aoff, const long* boff, const long* coff, long M, long N, long K,
+                   const float* A, long rsa, long csa, const float* B, long rsb, long csb, float* C, long ldc,
+                   bool accumulate) {
+  if (nb <= 0) return;
+  double flops = 2.0 * M * N * K;
+  int T = num_threads();
+  if (nb == 1 || (nb < 4L * T && flops >= 2.0 * 256 * 256 * 256)) {
+    for (long b = 0; b < nb; b++)
+      sgemm(M, N, K, A + aoff[b], rsa, csa, B + boff[b], rsb, csb, C + coff[b], ldc, accumulate);
+    return;
+  }
+  parallel_for(nb, [&](long b, int) {
+    sgemm_serial(M, N, K, A + aoff[b], rsa, csa, B + boff[b], rsb, csb, C + coff[b], ldc, accumulate);
+  });
+}
+
 double fma_peak_loop(long iters) { return impl().peak(iters); }
 
 void sgemm_panels_serial(long M, long N, long K, const float* A, long rsa, long csa, bool a_packed, const float* B,
