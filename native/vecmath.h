@@ -50,7 +50,7 @@ inline double sum_lanes(const float* a, long n) {
   return s;
 }
 
-// expf for loops the compiler should vectorise (the GEMM epilogue): no branches, only selects
+// expf for loops the compiler should vectorise (act_kernels.inc): no branches, only selects
 // and a magic-number round. x is clamped to [-87.3, 88.3] (so far below, ~1e-38 rather than 0);
 // NaN stays NaN. Same polynomial as fast_exp (about 1 ulp).
 inline float exp_vec(float x) {
