@@ -24,6 +24,8 @@ type Case =
   | { kind: "gemm"; name: string; M: number; N: number; K: number }
   // x (M, K) float32 @ W^T, W (N, K) stored as `wdt` (a linear layer; bfloat16 = a frozen LoRA base)
   | { kind: "linear"; name: string; M: number; N: number; K: number; wdt: "float32" | "bfloat16" }
+  // F.linear with a bias (+ F.gelu): the bias epilogue vs the GEMM + broadcast add (+ the activation pass both)
+  | { kind: "linearEpi"; name: string; M: number; N: number; K: number; act: "none" | "gelu" | "gelu_tanh" }
   | {
       kind: "conv";
       name: string;
@@ -84,6 +86,26 @@ function runOurs(be: Backend, c: Case): { ms: number[]; flops: number[] } {
     const wt = w.view_([c.K, c.N], [1, c.K], 0);
     const o = empty([c.M, c.N]);
     return { ms: [best(() => be.matmul(x, wt, o))], flops: [2 * c.M * c.N * c.K] };
+  }
+  if (c.kind === "linearEpi") {
+    const [x, w, b] = [rand([c.M, c.K]), rand([c.N, c.K]), rand([c.N])];
+    const [y, y2, y3] = [empty([c.M, c.N]), empty([c.M, c.N]), empty([c.M, c.N])];
+    const act = c.act;
+    // F.linear (+ F.gelu) now: the bias in the GEMM's epilogue, then the activation pass
+    const fused = () => {
+      be.fused.linear?.(x, w, b, y);
+      if (act !== "none") be.fused.activation?.(act, y, y3);
+    };
+    // what they ran before the epilogue: GEMM, broadcast add, activation pass
+    const wt = w.view_([c.K, c.N], [1, c.K], 0);
+    const bx = b.view_([c.M, c.N], [0, 1], 0);
+    const unfused = () => {
+      be.matmul(x, wt, y);
+      be.binary("add", y, bx, y2);
+      if (act !== "none") be.fused.activation?.(act, y2, y3);
+    };
+    const flops = 2 * c.M * c.N * c.K;
+    return { ms: [best(fused), best(unfused)], flops: [flops, flops] };
   }
   if (c.kind === "maxpool") {
     const OH = convOut(c.H, c.k, c.s, c.p);
@@ -160,6 +182,13 @@ def run(c):
         x = torch.randn(c["M"], c["K"]).to(dt); w = torch.randn(c["N"], c["K"]).to(dt)
         with torch.no_grad():
             return [best(lambda: F.linear(x, w))]
+    elif c["kind"] == "linearEpi":
+        x = torch.randn(c["M"], c["K"]); w = torch.randn(c["N"], c["K"]); b = torch.randn(c["N"])
+        act = c["act"]
+        f = (lambda: F.linear(x, w, b)) if act == "none" else (lambda: F.gelu(F.linear(x, w, b), approximate="tanh" if act == "gelu_tanh" else "none"))
+        with torch.no_grad():
+            t = best(f)
+        return [t, t]
     elif c["kind"] == "maxpool":
         x = torch.randn(c["N"], c["C"], c["H"], c["W"], requires_grad=True)
         pool = lambda: F.max_pool2d(x, c["k"], c["s"], c["p"])
@@ -249,6 +278,13 @@ function cases(): Case[] {
   ])
     for (const wdt of ["float32", "bfloat16"] as const)
       out.push({ kind: "linear", name: `linear x@W^T ${M}x${N}x${K} W ${wdt}`, M, N, K, wdt });
+  // the transformer MLP: up-projection + gelu (GPT-2's tanh form, BERT's erf), down-projection + bias
+  for (const [M, N, K, act] of [
+    [1024, 3072, 768, "gelu_tanh"],
+    [1024, 3072, 768, "gelu"],
+    [1024, 768, 3072, "none"],
+  ] as const)
+    out.push({ kind: "linearEpi", name: `linear+bias${act === "none" ? "" : `+${act}`} ${M}x${N}x${K}`, M, N, K, act });
   const nb = quick ? 2 : 8;
   const resnet: [string, number, number, number, number, number, number][] = [
     ["conv1 7x7/2", 3, 224, 64, 7, 2, 3],
@@ -337,7 +373,12 @@ async function main(): Promise<void> {
   const torch = "error" in torchProc ? torchProc : { ms: theirs };
   const rows: string[][] = [["case", "pass", "ms", "GFLOP/s", "% peak", "torch GFLOP/s", "ratio vs torch"]];
   list.forEach((c, i) => {
-    const passes = c.kind === "gemm" || c.kind === "linear" ? ["-"] : ["fwd", "bwd", "fwd+bwd"];
+    const passes =
+      c.kind === "gemm" || c.kind === "linear"
+        ? ["-"]
+        : c.kind === "linearEpi"
+          ? ["epilogue", "add pass"]
+          : ["fwd", "bwd", "fwd+bwd"];
     passes.forEach((pass, j) => {
       const o = ours[i];
       const ms = j === 2 ? o.ms[0] + o.ms[1] : o.ms[j];
@@ -356,7 +397,7 @@ async function main(): Promise<void> {
         pass,
         ms.toFixed(2),
         g.toFixed(1),
-        c.kind === "gemm" || c.kind === "linear" ? `${((100 * g) / peak).toFixed(0)}%` : "",
+        c.kind === "gemm" || c.kind === "linear" || c.kind === "linearEpi" ? `${((100 * g) / peak).toFixed(0)}%` : "",
         tg,
         ratio,
       ]);
@@ -366,7 +407,9 @@ async function main(): Promise<void> {
   for (const r of rows) console.log(r.map((s, k) => (k === 0 ? s.padEnd(w[k]) : s.padStart(w[k]))).join("  "));
   console.log(
     "ratio = torch time / our time (> 1: we are faster). Best of repetitions; the machine is shared, expect noise.\n" +
-      "linear ... W bfloat16: ours is f32 x @ widened bf16 W^T (f32 accumulate); torch's is F.linear on bf16 x and W.",
+      "linear ... W bfloat16: ours is f32 x @ widened bf16 W^T (f32 accumulate); torch's is F.linear on bf16 x and W.\n" +
+      "linear+bias[+gelu]: epilogue = bias added in the GEMM's epilogue (then the gelu pass); add pass = GEMM, broadcast add (, gelu);\n" +
+      "  torch's is F.linear(x, W, b) [then F.gelu] (no_grad); GFLOP/s counts the GEMM's 2MNK only.",
   );
 }
 

@@ -183,6 +183,35 @@ Napi::Value MatmulMixed(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// linear(x, xOff, w, wdt, wOff, bias, biasOff, out, outOff, meta): out (M,N) = x (M,K) @ w^T + bias (N);
+// w (N,K) of storage dt 0/1/2 seen as B (K,N) through meta's strides, meta as matmul's with nbd 0.
+// A float32 w gets the bias per tile of the GEMM (sgemm_bias); a half w in a pass after it.
+Napi::Value Linear(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  size_t la, lb, lc, lm, lbias;
+  const float* x = f32(info, 0, &la);
+  long xoff = num(info, 1);
+  int wdt = (int)num(info, 3);
+  const void* w = typed_operand(info, 2, wdt, &lb);
+  long woff = num(info, 4);
+  const float* bias = f32(info, 5, &lbias);
+  long boff = num(info, 6);
+  float* c = f32(info, 7, &lc);
+  long coff = num(info, 8);
+  const int32_t* m = i32(info, 9, &lm);
+  if (lm < 9 || m[0] != 0) fail(env, "linear: bad meta");
+  MatmulBatches mb = matmul_batches(env, "linear", m, lm, la, xoff, lb, woff, lc, coff);
+  check_contig(env, "linear bias", lbias, boff, mb.N);
+  if (wdt == 0) {
+    sgemm_bias(mb.M, mb.N, mb.K, x + xoff, m[4], m[5], (const float*)w + woff, m[6], m[7], c + coff, m[8], bias + boff);
+  } else {
+    const void* wb = (const uint16_t*)w + woff;
+    gemm_mixed(mb.M, mb.N, mb.K, x + xoff, 0, m[4], m[5], wb, wdt, m[6], m[7], c + coff, m[8], false);
+    gemm_bias_pass(mb.M, mb.N, c + coff, m[8], bias + boff);
+  }
+  return env.Undefined();
+}
+
 #include "addon_kernels.inc"
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -196,6 +225,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("fmaPeak", Napi::Function::New(env, FmaPeak));
   exports.Set("matmul", Napi::Function::New(env, Matmul));
   exports.Set("matmulMixed", Napi::Function::New(env, MatmulMixed));
+  exports.Set("linear", Napi::Function::New(env, Linear));
   register_kernels(env, exports);
   return exports;
 }

@@ -46,6 +46,12 @@ float* workspace(int slot, size_t n);
 // Threads over tiles of C.
 void sgemm(long M, long N, long K, const float* A, long rsa, long csa, const float* B, long rsb, long csb,
            float* C, long ldc, bool accumulate);
+// C (M,N) = A (M,K) @ B (K,N) + bias (N) broadcast over rows, overwriting C; threaded like sgemm.
+// The bias is added to each tile of C as its last K slice is stored (while it is in L1).
+void sgemm_bias(long M, long N, long K, const float* A, long rsa, long csa, const float* B, long rsb, long csb,
+                float* C, long ldc, const float* bias);
+// C (M,N) += bias (N) over rows, as a separate pass (threaded over rows).
+void gemm_bias_pass(long M, long N, float* C, long ldc, const float* bias);
 // Same, on the calling thread only (for callers that already parallelise).
 void sgemm_serial(long M, long N, long K, const float* A, long rsa, long csa, const float* B, long rsb,
                   long csb, float* C, long ldc, bool accumulate);

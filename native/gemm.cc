@@ -41,7 +41,8 @@ namespace {
 struct Impl {
   int mr, nr;
   long nc;
-  void (*serial)(long, long, long, const float*, long, long, const float*, long, long, float*, long, bool);
+  void (*serial)(long, long, long, const float*, long, long, const float*, long, long, float*, long, bool,
+                 const float*);
   double (*peak)(long);
   void (*panels)(long, long, long, const float*, long, long, bool, const float*, long, long, BPacker, float*, long,
                  bool, CEmitter);
@@ -70,7 +71,7 @@ void sgemm_serial(long M, long N, long K, const float* A, long rsa, long csa, co
                   float* C, long ldc, bool accumulate) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0) return zero_or_keep(M, N, C, ldc, accumulate);
-  impl().serial(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate);
+  impl().serial(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, nullptr);
 }
 
 // gemv.cc: the M <= 4 path (B streamed in place, not packed); false when B's layout does not suit it.
@@ -86,14 +87,54 @@ void sgemm(long M, long N, long K, const float* A, long rsa, long csa, const flo
   if (M <= 4 && sgemv_small(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate)) return;
   Impl im = impl();
   GemmSplit sp = gemm_split(M, N, K, num_threads(), im.mr, im.nr, im.nc);
-  if (sp.serial) return im.serial(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate);
+  if (sp.serial) return im.serial(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, accumulate, nullptr);
   const bool splitM = sp.splitM;
   parallel_for(sp.ntasks, [&](long t, int) {
     long s = t * sp.chunk, e = std::min(sp.len, s + sp.chunk);
     if (splitM)
-      im.serial(e - s, N, K, A + s * rsa, rsa, csa, B, rsb, csb, C + s * ldc, ldc, accumulate);
+      im.serial(e - s, N, K, A + s * rsa, rsa, csa, B, rsb, csb, C + s * ldc, ldc, accumulate, nullptr);
     else
-      im.serial(M, e - s, K, A, rsa, csa, B + s * csb, rsb, csb, C + s, ldc, accumulate);
+      im.serial(M, e - s, K, A, rsa, csa, B + s * csb, rsb, csb, C + s, ldc, accumulate, nullptr);
+  });
+}
+
+namespace {
+// Per-ISA bias pass for the paths that do not add it per tile (M <= 4, K == 0, half weights).
+void bias_rows(long M, long N, float* C, long ldc, const float* bias) {
+#if defined(__x86_64__)
+  if (isa() == Isa::avx512) return gemm_avx512::add_bias(M, N, C, ldc, bias);
+  if (isa() == Isa::avx2) return gemm_avx2::add_bias(M, N, C, ldc, bias);
+#endif
+  gemm_generic::add_bias(M, N, C, ldc, bias);
+}
+}  // namespace
+
+void gemm_bias_pass(long M, long N, float* C, long ldc, const float* bias) {
+  if (M <= 0 || N <= 0) return;
+  long rpt = std::max(1L, 16384 / N), nt = (M + rpt - 1) / rpt;
+  parallel_for(nt, [&](long t, int) {
+    long s = t * rpt, e = std::min(M, s + rpt);
+    bias_rows(e - s, N, C + s * ldc, ldc, bias);
+  });
+}
+
+// sgemm with the bias added per finished tile (gemm_serial), so C is written once.
+void sgemm_bias(long M, long N, long K, const float* A, long rsa, long csa, const float* B, long rsb, long csb,
+                float* C, long ldc, const float* bias) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0 || (M <= 4 && sgemv_small(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, false))) {
+    if (K <= 0) zero_or_keep(M, N, C, ldc, false);
+    return gemm_bias_pass(M, N, C, ldc, bias);
+  }
+  Impl im = impl();
+  GemmSplit sp = gemm_split(M, N, K, num_threads(), im.mr, im.nr, im.nc);
+  if (sp.serial) return im.serial(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, false, bias);
+  parallel_for(sp.ntasks, [&](long t, int) {
+    long s = t * sp.chunk, e = std::min(sp.len, s + sp.chunk);
+    if (sp.splitM)
+      im.serial(e - s, N, K, A + s * rsa, rsa, csa, B, rsb, csb, C + s * ldc, ldc, false, bias);
+    else
+      im.serial(M, e - s, K, A, rsa, csa, B + s * csb, rsb, csb, C + s, ldc, false, bias + s);
   });
 }
 

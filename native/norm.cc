@@ -5,6 +5,7 @@
 
 #include "common.h"
 #include "kernels.h"
+#include "vecmath.h"
 
 namespace tk {
 
@@ -79,9 +80,25 @@ void norm_backward(long R, long C, const float* x, const float* w, const float* 
   }
 }
 
-namespace {
-constexpr float SQRT1_2 = 0.70710678118654752f, INV_SQRT_2PI = 0.39894228040143268f, K_TANH = 0.79788456080286536f;
+namespace act_generic {
+#include "act_kernels.inc"
+}  // namespace act_generic
+#if defined(__x86_64__)
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+namespace act_avx2 {
+#include "act_kernels.inc"
+}  // namespace act_avx2
+#pragma GCC pop_options
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,fma,avx2")
+namespace act_avx512 {
+#include "act_kernels.inc"
+}  // namespace act_avx512
+#pragma GCC pop_options
+#endif
 
+namespace {
 template <class F>
 void for_chunks(long n, F&& f) {
   long chunk = 32768, nt = (n + chunk - 1) / chunk;
@@ -92,39 +109,22 @@ void for_chunks(long n, F&& f) {
 // kind 0 gelu (erf), 1 gelu_tanh, 2 silu: out = f(x)
 void activation_forward(int kind, long n, const float* x, float* out) {
   for_chunks(n, [&](long s, long e) {
-    if (kind == 0)
-      for (long i = s; i < e; i++) out[i] = 0.5f * x[i] * (1.f + std::erf(x[i] * SQRT1_2));
-    else if (kind == 1)
-      for (long i = s; i < e; i++) {
-        float v = x[i];
-        out[i] = 0.5f * v * (1.f + std::tanh(K_TANH * (v + 0.044715f * v * v * v)));
-      }
-    else
-      for (long i = s; i < e; i++) out[i] = x[i] / (1.f + std::exp(-x[i]));
+#if defined(__x86_64__)
+    if (isa() == Isa::avx512) return act_avx512::act_forward(kind, s, e, x, out);
+    if (isa() == Isa::avx2) return act_avx2::act_forward(kind, s, e, x, out);
+#endif
+    act_generic::act_forward(kind, s, e, x, out);
   });
 }
 
 // dx = dy * f'(x)
 void activation_backward(int kind, long n, const float* x, const float* dy, float* dx) {
   for_chunks(n, [&](long s, long e) {
-    if (kind == 0)
-      for (long i = s; i < e; i++) {
-        float v = x[i];
-        float cdf = 0.5f * (1.f + std::erf(v * SQRT1_2));
-        dx[i] = dy[i] * (cdf + v * INV_SQRT_2PI * std::exp(-0.5f * v * v));
-      }
-    else if (kind == 1)
-      for (long i = s; i < e; i++) {
-        float v = x[i];
-        float th = std::tanh(K_TANH * (v + 0.044715f * v * v * v));
-        float du = K_TANH * (1.f + 3.f * 0.044715f * v * v);
-        dx[i] = dy[i] * (0.5f * (1.f + th) + 0.5f * v * (1.f - th * th) * du);
-      }
-    else
-      for (long i = s; i < e; i++) {
-        float sg = 1.f / (1.f + std::exp(-x[i]));
-        dx[i] = dy[i] * sg * (1.f + x[i] * (1.f - sg));
-      }
+#if defined(__x86_64__)
+    if (isa() == Isa::avx512) return act_avx512::act_backward(kind, s, e, x, dy, dx);
+    if (isa() == Isa::avx2) return act_avx2::act_backward(kind, s, e, x, dy, dx);
+#endif
+    act_generic::act_backward(kind, s, e, x, dy, dx);
   });
 }
 

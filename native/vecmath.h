@@ -2,6 +2,7 @@
 // -87.3 so masked -inf scores give 0) and multi-lane dot/sum helpers (independent accumulators,
 // since without -ffast-math a single running sum stays scalar).
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -49,4 +50,47 @@ inline double sum_lanes(const float* a, long n) {
   return s;
 }
 
+// expf for loops the compiler should vectorise (act_kernels.inc): no branches, only selects
+// and a magic-number round. x is clamped to [-87.3, 88.3] (so far below, ~1e-38 rather than 0);
+// NaN stays NaN. Same polynomial as fast_exp (about 1 ulp).
+inline float exp_vec(float x) {
+  x = x < -87.3f ? -87.3f : x;
+  x = x > 88.3f ? 88.3f : x;
+  float fn = (x * 1.44269504088896341f + 12582912.f) - 12582912.f;  // round to nearest
+  float r = x - fn * 0.693359375f + fn * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  float y = p * r * r + r + 1.f;
+  int32_t bits = ((int32_t)fn + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return y * scale;
+}
+
+// GELU, tanh form (GPT-2's gelu_new): 0.5 v (1 + tanh(u)) = v / (1 + exp(-2u)),
+// u = sqrt(2/pi) (v + 0.044715 v^3).
+inline float gelu_tanh_vec(float v) {
+  float u = 0.79788456080286536f * (v + 0.044715f * v * v * v);
+  return v / (1.f + exp_vec(-2.f * u));
+}
+
+// erf by Abramowitz-Stegun 7.1.26 (absolute error <= 1.5e-7 in exact arithmetic, about 5e-7 in
+// float32: below float32's resolution of 1 + erf, which is what GELU uses).
+inline float erf_vec(float x) {
+  float a = std::fabs(x);
+  float t = 1.f / (1.f + 0.3275911f * a);
+  float p = 1.061405429f;
+  p = p * t - 1.453152027f;
+  p = p * t + 1.421413741f;
+  p = p * t - 0.284496736f;
+  p = p * t + 0.254829592f;
+  return std::copysign(1.f - p * t * exp_vec(-a * a), x);
+}
+
+// GELU, erf form: 0.5 v (1 + erf(v / sqrt 2)).
+inline float gelu_erf_vec(float v) { return 0.5f * v * (1.f + erf_vec(v * 0.70710678118654752f)); }
 }  // namespace tk

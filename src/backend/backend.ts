@@ -80,6 +80,12 @@ export interface FusedKernels {
    * dbias may be null (not computed). training: through the batch statistics; else dx = dy * weight * rstd.
    */
   batchNormBackward(x: Tensor, weight: Tensor | null, mean: Tensor, rstd: Tensor, dy: Tensor, training: boolean, dx: Tensor | null, dweight: Tensor | null, dbias: Tensor | null): void;
+  /**
+   * `F.linear`: x (M, K) @ weight^T + bias -> out (M, N) contiguous, the bias added in the GEMM's
+   * epilogue. x and weight (N, K) any strides; weight float32 or (frozen) bf16/f16; bias (N).
+   * The reference backend also accepts float64.
+   */
+  linear(x: Tensor, weight: Tensor, bias: Tensor, out: Tensor): void;
   /** out = min(max(x, lo), hi) (NaN stays NaN); lo/hi may be -/+Infinity. */
   clamp(x: Tensor, lo: number, hi: number, out: Tensor): void;
   /**

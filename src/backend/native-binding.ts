@@ -29,6 +29,8 @@ export interface NativeAddon {
   matmul(a: F32, aOff: number, b: F32, bOff: number, c: F32, cOff: number, meta: I32, accumulate: boolean): void;
   /** matmul with bf16/f16 operands widened while packing: dt 0 float32 (Float32Array), 1 bfloat16 / 2 float16 (Uint16Array); same meta. */
   matmulMixed(a: F32 | Uint16Array, aDt: number, aOff: number, b: F32 | Uint16Array, bDt: number, bOff: number, c: F32, cOff: number, meta: I32, accumulate: boolean): void;
+  /** out (M,N) = x (M,K) @ w^T + bias (N), bias added per GEMM tile; w (N,K) of storage wDt seen as (K,N) through meta's strides (matmul's meta, nbd 0). */
+  linear(x: F32, xOff: number, w: F32 | Uint16Array, wDt: number, wOff: number, bias: F32, biasOff: number, out: F32, outOff: number, meta: I32): void;
   /** meta = [nd, shape, xStrides, outStrides]; op = index in UNARY_OPS. */
   unary(op: number, x: F32, xOff: number, out: F32, outOff: number, meta: I32): void;
   /** meta = [nd, shape, aStrides, bStrides, outStrides]; comparisons (op >= 7) write a Uint8Array. */

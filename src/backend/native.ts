@@ -168,6 +168,15 @@ function makeBackend(n: NativeAddon): Backend {
       if (!f32(x) || !f32(dy) || !f32(dx) || !x.isContiguous() || !dy.isContiguous() || !dx.isContiguous()) return ref.fused.clampBackward!(x, dy, lo, hi, inclusive, dx);
       n.clampBackward(x.data, x.offset, dy.data, dy.offset, dx.data, dx.offset, x.size, lo, hi, inclusive);
     },
+    linear(x, weight, bias, out) {
+      const wd = GEMM_DT[weight.dtype];
+      if (!f32(x) || !outOk(out) || wd === undefined || weight.data.length > MAX_I32 || !f32(bias)) return ref.fused.linear!(x, weight, bias, out);
+      const [M, K] = x.shape;
+      const N = weight.shape[0];
+      const b = contig(n, bias);
+      META.set([0, M, N, K, x.strides[0], x.strides[1], weight.strides[1], weight.strides[0], N]);
+      n.linear(x.data, x.offset, weight.data as Float32Array | Uint16Array, wd, weight.offset, b.data, b.offset, out.data, out.offset, META);
+    },
     adamw(params, grads, m, v, hp) {
       n.adamw(params, grads, m, v, Float64Array.from(hp.lr), Float64Array.from(hp.weightDecay), hp.beta1, hp.beta2, hp.eps, hp.step);
     },

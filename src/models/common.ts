@@ -9,7 +9,7 @@ import { ConfigError, type ConfigSource, getNumber, getString } from "../formats
 import { noInit, normal_ } from "../nn/init.ts";
 import { param } from "../nn/layers.ts";
 import { Module, Parameter } from "../nn/module.ts";
-import { add, cat, gelu, matmul, mul, relu, reshape, sigmoid, silu, tanh } from "../ops/index.ts";
+import { add, cat, gelu, linear, mul, relu, sigmoid, silu, tanh, transpose } from "../ops/index.ts";
 import { ValueError } from "../tensor/errors.ts";
 import { type Tensor, tensor } from "../tensor/tensor.ts";
 import type { CreateOptions } from "./registry.ts";
@@ -39,9 +39,7 @@ export class Conv1D extends Module {
     this.bias = param([outF]);
   }
   forward(x: Tensor): Tensor {
-    const lead = x.shape.slice(0, -1);
-    const y = add(matmul(reshape(x, [-1, x.shape[x.ndim - 1]]), this.weight), this.bias);
-    return reshape(y, [...lead, this.weight.shape[1]]);
+    return linear(x, transpose(this.weight), this.bias);
   }
 }
 

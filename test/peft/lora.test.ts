@@ -320,7 +320,7 @@ describe("LoRA training semantics", () => {
         this.bias = new Parameter(randn([outF], { generator: g }));
       }
       forward(x: Tensor): Tensor {
-        return F.add(F.matmul(x, this.weight), this.bias);
+        return F.linear(x, F.transpose(this.weight), this.bias); // as models/common.ts Conv1D
       }
     }
     const g = new Generator(4);

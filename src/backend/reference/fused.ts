@@ -1,10 +1,10 @@
 /**
- * Reference versions of the fused batch-norm and clamp kernels (the definition the native ones
+ * Reference versions of the fused batch-norm, clamp and linear kernels (the definition the native ones
  * are tested against). float64 accumulation; float32 or float64 tensors. x / dy / outputs are
  * contiguous (the op layer makes them so); the per-channel vectors may be strided views.
  */
+import { readElem, type Tensor } from "../../tensor/tensor.ts";
 import type { FusedKernels } from "../backend.ts";
-import type { Tensor } from "../../tensor/tensor.ts";
 
 /** Element i of a 1-D view. */
 const at = (t: Tensor, i: number): number => t.data[t.offset + i * (t.strides[0] ?? 0)] as number;
@@ -23,7 +23,30 @@ function ncs(x: Tensor): [number, number, number] {
   return [N, C, N * C === 0 ? 0 : x.size / (N * C)];
 }
 
-export const referenceFused: Pick<FusedKernels, "batchNorm" | "batchNormBackward" | "clamp" | "clampBackward"> = {
+export const referenceFused: Pick<
+  FusedKernels,
+  "batchNorm" | "batchNormBackward" | "clamp" | "clampBackward" | "linear"
+> = {
+  /** x and weight any strides; out contiguous. */
+  linear(x, weight, bias, out) {
+    const [M, K] = x.shape;
+    const N = weight.shape[0];
+    const [xs0, xs1] = x.strides;
+    const [ws0, ws1] = weight.strides;
+    const wide = weight.dtype !== "float32" && weight.dtype !== "float64";
+    const row = new Float64Array(N);
+    for (let m = 0; m < M; m++) {
+      for (let n = 0; n < N; n++) row[n] = at(bias, n);
+      for (let k = 0; k < K; k++) {
+        const xv = x.data[x.offset + m * xs0 + k * xs1] as number;
+        if (xv === 0) continue; // as the reference matmul
+        const wk = weight.offset + k * ws1;
+        if (wide) for (let n = 0; n < N; n++) row[n] += xv * readElem(weight.data, weight.dtype, wk + n * ws0);
+        else for (let n = 0; n < N; n++) row[n] += xv * (weight.data[wk + n * ws0] as number);
+      }
+      out.data.set(row, out.offset + m * N);
+    }
+  },
   batchNorm(x, weight, bias, training, eps, out, mean, variance, rstd) {
     const [N, C, S] = ncs(x);
     const xd = x.data as Float32Array | Float64Array;
