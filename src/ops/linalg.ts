@@ -90,7 +90,7 @@ const linearOp = defineOp<undefined>({
 });
 
 /** Whether `linear` with this bias can run as the one fused op on the active backend. */
-function fusesLinear(x: Tensor, weight: Tensor, bias: Tensor): boolean {
+export function fusesLinear(x: Tensor, weight: Tensor, bias: Tensor): boolean {
   return (
     backend().fused.linear !== undefined &&
     x.dtype === "float32" &&

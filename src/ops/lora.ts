@@ -9,7 +9,7 @@ import { promote } from "../tensor/dtype.ts";
 import { fmtShape, ShapeError } from "../tensor/errors.ts";
 import { empty, type Tensor } from "../tensor/tensor.ts";
 import { mul } from "./elementwise.ts";
-import { matmul } from "./linalg.ts";
+import { fusesLinear, matmul } from "./linalg.ts";
 import { sum } from "./reduce.ts";
 import { defineOp } from "./table.ts";
 import { expandView, reshape, transpose } from "./view.ts";
@@ -30,9 +30,13 @@ const loraLinearOp = defineOp<LoraAttrs>({
     be.matmul(h, transpose(A), t);
     const td = t.data;
     for (let i = 0; i < td.length; i++) td[i] = (td[i] as number) * scaling;
-    // x W^T + b rounded as `linear` rounds it (with B = 0 the layer is exactly its base).
-    be.matmul(x, wT, out);
-    if (hasBias) be.binary("add", out, expandView(bias, out.shape), out);
+    // x W^T + b computed as `linear` computes it (with B = 0 the layer is exactly its base).
+    const w = transpose(wT);
+    if (hasBias && fusesLinear(x, w, bias)) be.fused.linear?.(x, w, bias, out);
+    else {
+      be.matmul(x, wT, out);
+      if (hasBias) be.binary("add", out, expandView(bias, out.shape), out);
+    }
     be.matmul(t, transpose(B), out, true);
     return t;
   },
