@@ -119,6 +119,13 @@ void emit_out(const void* vctx, long j0, long nr, const float* cb, long ldc) {
   }
 }
 
+// Direct stride-1 convolution over zero-padded planes (conv_kernels.inc, AVX-512 only).
+struct DirectArgs {
+  long K, M, OH, OW, Wp;  // K = Cg*KH*KW taps, M output channels (rows of the packed weights)
+  const float* a;         // weights: panels of 6 rows, a[(m/6)*K*6 + k*6 + m%6], zero rows past M
+  const int32_t* off;     // K tap offsets into the padded planes
+};
+
 }  // namespace
 
 namespace conv_generic {
@@ -155,16 +162,17 @@ struct Packers {
   void (*col2im)(const void*, long, long, const float*, long);
   void (*dw_plane)(const float*, long, const float*, long, long, long, long, long, long, long, long, float*, long, bool);
   void (*dw_grad)(const float*, long, const float*, long, long, long, long, long, long, long, long, long, double*);
+  void (*direct)(const DirectArgs&, const float*, long, long, float*);  // null: no direct path
 };
 Packers packers() {
 #if defined(__x86_64__)
   if (isa() == Isa::avx512) return {conv_avx512::pack_im2col, conv_avx512::pack_im2col_t, conv_avx512::emit_col2im, conv_avx512::dw_plane,
-          conv_avx512::dw_plane_grad};
+          conv_avx512::dw_plane_grad, conv_avx512::direct_rows};
   if (isa() == Isa::avx2) return {conv_avx2::pack_im2col, conv_avx2::pack_im2col_t, conv_avx2::emit_col2im, conv_avx2::dw_plane,
-          conv_avx2::dw_plane_grad};
+          conv_avx2::dw_plane_grad, nullptr};
 #endif
   return {conv_generic::pack_im2col, conv_generic::pack_im2col_t, conv_generic::emit_col2im, conv_generic::dw_plane,
-          conv_generic::dw_plane_grad};
+          conv_generic::dw_plane_grad, nullptr};
 }
 
 // ---- depthwise (vector path) ------------------------------------------------------------
@@ -298,7 +306,47 @@ std::vector<Span> column_spans(const Geo& g) {
   return spans;
 }
 
+// Stride-1 convolutions on wide planes (few dropped columns, see conv_kernels.inc): direct over
+// zero-padded copies of x, one task per image (or per part of one when images are few).
+bool direct_forward(const Geo& g, const float* x, const float* w, float* out) {
+  Packers pk = packers();
+  long Wp = g.W + 2 * g.pw, Og = g.Og(), Cg = g.Cg(), Kc = g.Kc(), P = g.P(), T = num_threads();
+  if (!pk.direct || g.sh != 1 || g.sw != 1 || g.OW < 24 || (Wp - g.OW) * 8 > Wp) return false;
+  long Q = g.OH * Wp, tiles = (Q + 63) / 64;
+  long rows = (tiles * 64 + (g.KH - 1) * g.dh * Wp + (g.KW - 1) * g.dw + Wp - 1) / Wp;
+  long PS = rows * Wp;
+  if (Cg * PS >= (1L << 31) || Og < 6) return false;
+  long mpad = (Og + 5) / 6 * 6, asize = mpad * Kc;
+  float* apack = workspace(0, (size_t)(asize * g.G));
+  parallel_for(g.G * (mpad / 6), [&](long t, int) {
+    long gi = t / (mpad / 6), m0 = t % (mpad / 6) * 6;
+    float* d = apack + gi * asize + m0 * Kc;
+    for (long k = 0; k < Kc; k++)
+      for (long i = 0; i < 6; i++) d[k * 6 + i] = m0 + i < Og ? w[(gi * Og + m0 + i) * Kc + k] : 0.f;
+  });
+  int32_t* off = (int32_t*)workspace(3, (size_t)Kc);
+  for (long c = 0, k = 0; c < Cg; c++)
+    for (long kh = 0; kh < g.KH; kh++)
+      for (long kw = 0; kw < g.KW; kw++) off[k++] = (int32_t)(c * PS + kh * g.dh * Wp + kw * g.dw);
+  long split = std::min(tiles, (2 * T + g.N - 1) / g.N), HW = g.H * g.W;
+  parallel_for(g.N * split, [&](long t, int) {
+    long n = t / split, s = t % split;
+    long q0 = tiles * s / split * 64, q1 = tiles * (s + 1) / split * 64;
+    float* xp = scratch(0, (size_t)(Cg * PS));
+    std::memset(xp, 0, sizeof(float) * Cg * PS);
+    for (long gi = 0; gi < g.G; gi++) {
+      for (long c = 0; c < Cg; c++)
+        for (long r = 0; r < g.H; r++)
+          std::memcpy(xp + c * PS + (g.ph + r) * Wp + g.pw, x + (n * g.C + gi * Cg + c) * HW + r * g.W, sizeof(float) * g.W);
+      DirectArgs d{Kc, Og, g.OH, g.OW, Wp, apack + gi * asize, off};
+      pk.direct(d, xp, q0, q1, out + (n * g.O + gi * Og) * P);
+    }
+  });
+  return true;
+}
+
 void implicit_forward(const Geo& g, const float* x, const float* w, float* out) {
+  if (direct_forward(g, x, w, out)) return;
   long Og = g.Og(), Kc = g.Kc(), P = g.P();
   long psize = sgemm_packed_a_size(Og, Kc);
   float* apack = workspace(0, (size_t)(psize * g.G));
@@ -322,7 +370,30 @@ void implicit_forward(const Geo& g, const float* x, const float* w, float* out) 
   });
 }
 
+// Stride 1: dx is the forward convolution of dy (padding (K-1)*d - p) with the kernel flipped and
+// its in/out channels swapped, so it runs on the forward's im2col packer and writes dx in place,
+// instead of the col2im read-modify-writes into overlapping rows of dx.
+bool backward_input_as_forward(const Geo& g, const float* dy, const float* w, float* dx) {
+  long th = (g.KH - 1) * g.dh - g.ph, tw = (g.KW - 1) * g.dw - g.pw;
+  if (g.sh != 1 || g.sw != 1 || th < 0 || tw < 0) return false;
+  Geo f{g.N, g.O, g.OH, g.OW, g.C, g.KH, g.KW, g.H, g.W, 1, 1, th, tw, g.dh, g.dw, g.G};
+  long Og = g.Og(), Cg = g.Cg(), KK = g.KH * g.KW;
+  // wf (C, Og, KH, KW): wf[gi*Cg + c, o, kk] = w[gi*Og + o, c, KK-1-kk]
+  float* wf = workspace(2, (size_t)(g.C * Og * KK));
+  parallel_for(g.C, [&](long ci, int) {
+    long gi = ci / Cg, c = ci % Cg;
+    for (long o = 0; o < Og; o++) {
+      const float* s = w + ((gi * Og + o) * Cg + c) * KK;
+      float* d = wf + (ci * Og + o) * KK;
+      for (long k = 0; k < KK; k++) d[k] = s[KK - 1 - k];
+    }
+  });
+  implicit_forward(f, dy, wf, dx);
+  return true;
+}
+
 void implicit_backward_input(const Geo& g, const float* dy, const float* w, float* dx) {
+  if (backward_input_as_forward(g, dy, w, dx)) return;
   long Og = g.Og(), Kc = g.Kc(), P = g.P(), CHW = g.C * g.H * g.W;
   long psize = sgemm_packed_a_size(Kc, Og);
   float* apack = workspace(0, (size_t)(psize * g.G));
