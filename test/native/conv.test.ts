@@ -59,6 +59,14 @@ const cases: Case[] = [
   { N: 3, C: 9, H: 16, W: 17, O: 4, k: [1, 1], p: P(1, 0) },
   { N: 2, C: 6, H: 16, W: 20, O: 10, k: [1, 1], p: P(1, 0, 1, 2) },
   { N: 1, C: 3, H: 6, W: 21, O: 3, k: [3, 5], p: P(1, 1, 1, 3) },
+  // direct stride-1 path (AVX-512; rows >= 24 wide): one image split among the threads, rows of
+  // weights not a multiple of 6, backward-input as a forward conv (C >= 6), groups + dilation,
+  // a 3x5 kernel with unequal padding, no padding
+  { N: 1, C: 5, H: 11, W: 30, O: 13, k: [3, 3], p: P(1, 1) },
+  { N: 3, C: 8, H: 9, W: 26, O: 7, k: [3, 3], p: P(1, 1) },
+  { N: 2, C: 12, H: 7, W: 40, O: 12, k: [3, 3], p: P(1, 2, 2, 2) },
+  { N: 2, C: 6, H: 10, W: 33, O: 8, k: [3, 5], p: { stride: [1, 1], padding: [1, 2], dilation: [1, 1], groups: 1 } },
+  { N: 2, C: 7, H: 6, W: 30, O: 6, k: [3, 3], p: P(1, 0) },
 ];
 
 function check(c: Case, xv?: Tensor): void {
