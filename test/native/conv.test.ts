@@ -45,8 +45,10 @@ const cases: Case[] = [
   { N: 1, C: 4, H: 33, W: 19, O: 9, k: [3, 3], p: P(1, 1) },
   // big weight (O * C*KH*KW >= 2^18): backward-weight split over the weight's columns
   { N: 3, C: 460, H: 5, W: 4, O: 70, k: [3, 3], p: P(1, 1), tol: 1e-4 },
-  // packed weights over 384 KB: panels in groups of four, across image boundaries (emitters)
+  // packed weights over 384 KB: few columns (shared packed im2col, threads split the output
+  // channels); more columns: panels in groups of four, across image boundaries (emitters)
   { N: 3, C: 120, H: 9, W: 10, O: 100, k: [3, 3], p: P(1, 1), tol: 1e-4 },
+  { N: 4, C: 120, H: 12, W: 11, O: 100, k: [3, 3], p: P(1, 1), tol: 1e-4 },
   // depthwise vector path: rows of several 16-lane chunks plus a tail, stride 2 on odd sizes,
   // dilation, a channel multiplier of 2 (accumulating planes), padding beyond (K-1)*d (fallback)
   { N: 2, C: 5, H: 7, W: 37, O: 5, k: [3, 3], p: P(1, 1, 1, 5) },
