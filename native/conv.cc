@@ -163,16 +163,19 @@ struct Packers {
   void (*dw_plane)(const float*, long, const float*, long, long, long, long, long, long, long, long, float*, long, bool);
   void (*dw_grad)(const float*, long, const float*, long, long, long, long, long, long, long, long, long, double*);
   void (*direct)(const DirectArgs&, const float*, long, long, float*);  // null: no direct path
+  void (*direct_wgrad)(long, const int32_t*, long, long, const float*, const float*, long, long, float*);
+  void (*direct_dyT)(const float*, long, long, long, long, long, long, float*);
 };
 Packers packers() {
 #if defined(__x86_64__)
   if (isa() == Isa::avx512) return {conv_avx512::pack_im2col, conv_avx512::pack_im2col_t, conv_avx512::emit_col2im, conv_avx512::dw_plane,
-          conv_avx512::dw_plane_grad, conv_avx512::direct_rows};
+          conv_avx512::dw_plane_grad, conv_avx512::direct_rows,
+          conv_avx512::direct_wgrad_rows, conv_avx512::direct_dyT};
   if (isa() == Isa::avx2) return {conv_avx2::pack_im2col, conv_avx2::pack_im2col_t, conv_avx2::emit_col2im, conv_avx2::dw_plane,
-          conv_avx2::dw_plane_grad, nullptr};
+          conv_avx2::dw_plane_grad, nullptr, nullptr, nullptr};
 #endif
   return {conv_generic::pack_im2col, conv_generic::pack_im2col_t, conv_generic::emit_col2im, conv_generic::dw_plane,
-          conv_generic::dw_plane_grad, nullptr};
+          conv_generic::dw_plane_grad, nullptr, nullptr, nullptr};
 }
 
 // ---- depthwise (vector path) ------------------------------------------------------------
@@ -308,14 +311,43 @@ std::vector<Span> column_spans(const Geo& g) {
 
 // Stride-1 convolutions on wide planes (few dropped columns, see conv_kernels.inc): direct over
 // zero-padded copies of x, one task per image (or per part of one when images are few).
+struct DirectGeo {
+  long Wp, Q, tiles, PS;  // padded row stride, q-space columns, 64-wide tiles, padded plane size
+};
+// false where the direct path does not apply (stride, narrow rows) or has no kernel on this ISA.
+bool direct_geo(const Geo& g, DirectGeo& d) {
+  d.Wp = g.W + 2 * g.pw;
+  if (!packers().direct || g.sh != 1 || g.sw != 1 || g.OW < 24 || (d.Wp - g.OW) * 8 > d.Wp) return false;
+  d.Q = g.OH * d.Wp, d.tiles = (d.Q + 63) / 64;
+  long rows = (d.tiles * 64 + (g.KH - 1) * g.dh * d.Wp + (g.KW - 1) * g.dw + d.Wp - 1) / d.Wp;
+  d.PS = rows * d.Wp;
+  return g.Cg() * d.PS < (1L << 31);
+}
+
+// tap offsets into the padded planes, in im2col row order (c, kh, kw)
+int32_t* direct_offsets(const Geo& g, const DirectGeo& d) {
+  int32_t* off = (int32_t*)workspace(3, (size_t)g.Kc());
+  for (long c = 0, k = 0; c < g.Cg(); c++)
+    for (long kh = 0; kh < g.KH; kh++)
+      for (long kw = 0; kw < g.KW; kw++) off[k++] = (int32_t)(c * d.PS + kh * g.dh * d.Wp + kw * g.dw);
+  return off;
+}
+
+// planes [c0, c0+Cg) of image n -> rows [ph, ph+H), columns [pw, pw+W) of the padded planes (the
+// rest of xp zero from the caller)
+void direct_fill(const Geo& g, const DirectGeo& d, const float* x, long n, long c0, float* xp) {
+  long HW = g.H * g.W;
+  for (long c = 0; c < g.Cg(); c++)
+    for (long r = 0; r < g.H; r++)
+      std::memcpy(xp + c * d.PS + (g.ph + r) * d.Wp + g.pw, x + (n * g.C + c0 + c) * HW + r * g.W, sizeof(float) * g.W);
+}
+
 bool direct_forward(const Geo& g, const float* x, const float* w, float* out) {
   Packers pk = packers();
-  long Wp = g.W + 2 * g.pw, Og = g.Og(), Cg = g.Cg(), Kc = g.Kc(), P = g.P(), T = num_threads();
-  if (!pk.direct || g.sh != 1 || g.sw != 1 || g.OW < 24 || (Wp - g.OW) * 8 > Wp) return false;
-  long Q = g.OH * Wp, tiles = (Q + 63) / 64;
-  long rows = (tiles * 64 + (g.KH - 1) * g.dh * Wp + (g.KW - 1) * g.dw + Wp - 1) / Wp;
-  long PS = rows * Wp;
-  if (Cg * PS >= (1L << 31) || Og < 6) return false;
+  DirectGeo dg;
+  long Og = g.Og(), Cg = g.Cg(), Kc = g.Kc(), P = g.P(), T = num_threads();
+  if (Og < 6 || !direct_geo(g, dg)) return false;
+  long Wp = dg.Wp, tiles = dg.tiles, PS = dg.PS;
   long mpad = (Og + 5) / 6 * 6, asize = mpad * Kc;
   float* apack = workspace(0, (size_t)(asize * g.G));
   parallel_for(g.G * (mpad / 6), [&](long t, int) {
@@ -324,20 +356,15 @@ bool direct_forward(const Geo& g, const float* x, const float* w, float* out) {
     for (long k = 0; k < Kc; k++)
       for (long i = 0; i < 6; i++) d[k * 6 + i] = m0 + i < Og ? w[(gi * Og + m0 + i) * Kc + k] : 0.f;
   });
-  int32_t* off = (int32_t*)workspace(3, (size_t)Kc);
-  for (long c = 0, k = 0; c < Cg; c++)
-    for (long kh = 0; kh < g.KH; kh++)
-      for (long kw = 0; kw < g.KW; kw++) off[k++] = (int32_t)(c * PS + kh * g.dh * Wp + kw * g.dw);
-  long split = std::min(tiles, (2 * T + g.N - 1) / g.N), HW = g.H * g.W;
+  int32_t* off = direct_offsets(g, dg);
+  long split = std::min(tiles, (2 * T + g.N - 1) / g.N);
   parallel_for(g.N * split, [&](long t, int) {
     long n = t / split, s = t % split;
     long q0 = tiles * s / split * 64, q1 = tiles * (s + 1) / split * 64;
     float* xp = scratch(0, (size_t)(Cg * PS));
     std::memset(xp, 0, sizeof(float) * Cg * PS);
     for (long gi = 0; gi < g.G; gi++) {
-      for (long c = 0; c < Cg; c++)
-        for (long r = 0; r < g.H; r++)
-          std::memcpy(xp + c * PS + (g.ph + r) * Wp + g.pw, x + (n * g.C + gi * Cg + c) * HW + r * g.W, sizeof(float) * g.W);
+      direct_fill(g, dg, x, n, gi * Cg, xp);
       DirectArgs d{Kc, Og, g.OH, g.OW, Wp, apack + gi * asize, off};
       pk.direct(d, xp, q0, q1, out + (n * g.O + gi * Og) * P);
     }
@@ -454,7 +481,39 @@ const float* dy_block(const Geo& g, const float* dy, long gi, long s, long len, 
   return buf;
 }
 
+// Threads split the taps (rows of dw^T in panels of 6) and each runs over every image, so each
+// dw element is summed in one fixed order (no private copies to add up).
+bool direct_backward_weight(const Geo& g, const float* x, const float* dy, float* dw) {
+  Packers pk = packers();
+  DirectGeo dg;
+  long Og = g.Og(), Cg = g.Cg(), Kc = g.Kc(), P = g.P(), T = num_threads();
+  if (!pk.direct_wgrad || Og < 32 || !direct_geo(g, dg)) return false;
+  long kpanels = (Kc + 5) / 6, kpad = kpanels * 6, opad = (Og + 63) / 64 * 64, Q = dg.Q;
+  int32_t* off = direct_offsets(g, dg);
+  float* cT = workspace(1, (size_t)(g.G * kpad * opad));
+  long ntasks = std::min(kpanels, T);
+  parallel_for(ntasks, [&](long t, int) {
+    long k0 = kpanels * t / ntasks * 6, k1 = kpanels * (t + 1) / ntasks * 6;
+    float* xp = scratch(0, (size_t)(Cg * dg.PS));
+    float* dyT = scratch(1, (size_t)(opad * Q));
+    std::memset(xp, 0, sizeof(float) * Cg * dg.PS);
+    std::memset(dyT, 0, sizeof(float) * opad * Q);
+    for (long gi = 0; gi < g.G; gi++) std::memset(cT + (gi * kpad + k0) * opad, 0, sizeof(float) * (k1 - k0) * opad);
+    for (long n = 0; n < g.N; n++)
+      for (long gi = 0; gi < g.G; gi++) {
+        direct_fill(g, dg, x, n, gi * Cg, xp);
+        pk.direct_dyT(dy + (n * g.O + gi * Og) * P, P, Og, g.OH, g.OW, dg.Wp, Q, dyT);
+        pk.direct_wgrad(Kc, off, Q, opad, xp, dyT, k0, k1, cT + gi * kpad * opad);
+      }
+    for (long gi = 0; gi < g.G; gi++)
+      for (long o = 0; o < Og; o++)
+        for (long k = k0; k < std::min(k1, Kc); k++) dw[(gi * Og + o) * Kc + k] = cT[(gi * kpad + k) * opad + o];
+  });
+  return true;
+}
+
 void implicit_backward_weight(const Geo& g, const float* x, const float* dy, float* dw) {
+  if (direct_backward_weight(g, x, dy, dw)) return;
   long Og = g.Og(), Kc = g.Kc(), T = num_threads(), NR = sgemm_nr();
   std::vector<Span> spans = column_spans(g);
   const Span* sp = spans.data();
