@@ -379,15 +379,13 @@ bool narrow_forward(const Geo& g, const float* x, const float* w, float* out) {
   long Og = g.Og(), Kc = g.Kc(), P = g.P(), NP = g.N * P, T = num_threads(), NR = sgemm_nr();
   long psize = sgemm_packed_a_size(Og, Kc);
   if (T < 2 || (NP + NR - 1) / NR > 4 * T || Og < 12 * T || psize * (long)sizeof(float) <= (384L << 10)) return false;
-  float* apack = workspace(0, (size_t)(psize * g.G));
-  for (long gi = 0; gi < g.G; gi++) sgemm_pack_a(Og, Kc, w + gi * Og * Kc, Kc, 1, apack + gi * psize);
   long npad = (NP + NR - 1) / NR * NR;
   float* bpack = workspace(1, (size_t)sgemm_packed_b_size(NP, Kc));
   float* c = workspace(3, (size_t)(Og * npad));
   for (long gi = 0; gi < g.G; gi++) {
     ConvCtx ctx{&g, x, nullptr, gi, 0, 0};
     sgemm_pack_b_with(NP, Kc, BPacker{packers().im2col, &ctx}, bpack);
-    sgemm_prepacked(Og, NP, Kc, apack + gi * psize, bpack, c, npad, false);
+    sgemm_prepacked(Og, NP, Kc, w + gi * Og * Kc, Kc, bpack, c, npad, false);  // weights read in place
     parallel_for(Og, [&](long o, int) {
       for (long n = 0; n < g.N; n++) std::memcpy(out + (n * g.O + gi * Og + o) * P, c + o * npad + n * P, sizeof(float) * P);
     });
@@ -430,13 +428,23 @@ bool backward_input_as_forward(const Geo& g, const float* dy, const float* w, fl
   long Og = g.Og(), Cg = g.Cg(), KK = g.KH * g.KW;
   // wf (C, Og, KH, KW): wf[gi*Cg + c, o, kk] = w[gi*Og + o, c, KK-1-kk]
   float* wf = workspace(2, (size_t)(g.C * Og * KK));
-  parallel_for(g.C, [&](long ci, int) {
-    long gi = ci / Cg, c = ci % Cg;
-    for (long o = 0; o < Og; o++) {
-      const float* s = w + ((gi * Og + o) * Cg + c) * KK;
-      float* d = wf + (ci * Og + o) * KK;
-      for (long k = 0; k < KK; k++) d[k] = s[KK - 1 - k];
-    }
+  // a transpose of (Og, Cg) blocks of KK floats, in 16x16 tiles (both sides stay in L1)
+  long cb = (Cg + 15) / 16;
+  parallel_for(g.G * cb, [&](long t, int) {
+    long gi = t / cb, c0 = t % cb * 16, c1 = std::min(Cg, c0 + 16);
+    for (long o0 = 0; o0 < Og; o0 += 16)
+      for (long c = c0; c < c1; c++)
+        for (long o = o0; o < std::min(Og, o0 + 16); o++) {
+          const float* s = w + ((gi * Og + o) * Cg + c) * KK;
+          float* d = wf + ((gi * Cg + c) * Og + o) * KK;
+          if (KK == 9) {  // 3x3: unrolled (the loop is memory-bound only when it is not scalar-bound)
+            float t[9];
+            for (int k = 0; k < 9; k++) t[k] = s[8 - k];
+            std::memcpy(d, t, sizeof t);
+          } else {
+            for (long k = 0; k < KK; k++) d[k] = s[KK - 1 - k];
+          }
+        }
   });
   implicit_forward(f, dy, wf, dx);
   return true;

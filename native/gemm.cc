@@ -48,7 +48,7 @@ struct Impl {
   long (*packed_size)(long, long);
   void (*pack_part)(long, long, long, long, long, const float*, long, long, float*);
   long kc;
-  void (*prepacked_rows)(long, long, long, long, long, const float*, const float*, float*, long, bool);
+  void (*prepacked_rows)(long, long, long, long, long, const float*, long, const float*, float*, long, bool);
 };
 Impl impl() {
 #if defined(__x86_64__)
@@ -156,7 +156,8 @@ void sgemm_pack_b_with(long N, long K, BPacker pb, float* dst) {
 }
 
 // Threaded over row blocks of C (MR-aligned).
-void sgemm_prepacked(long M, long N, long K, const float* pa, const float* pb, float* C, long ldc, bool accumulate) {
+void sgemm_prepacked(long M, long N, long K, const float* pa, long lda, const float* pb, float* C, long ldc,
+                     bool accumulate) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0) return zero_or_keep(M, N, C, ldc, accumulate);
   Impl im = impl();
@@ -164,7 +165,7 @@ void sgemm_prepacked(long M, long N, long K, const float* pa, const float* pb, f
   long ntasks = std::min(panels, T);
   parallel_for(ntasks, [&](long t, int) {
     long i0 = panels * t / ntasks * im.mr, i1 = std::min(M, panels * (t + 1) / ntasks * im.mr);
-    if (i1 > i0) im.prepacked_rows(i0, i1, M, N, K, pa, pb, C, ldc, accumulate);
+    if (i1 > i0) im.prepacked_rows(i0, i1, M, N, K, pa, lda, pb, C, ldc, accumulate);
   });
 }
 
