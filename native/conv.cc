@@ -375,10 +375,15 @@ bool direct_forward(const Geo& g, const float* x, const float* w, float* out) {
 // Few columns (late layers: 7x7 planes, N*P = 392 for N=8) and big weights: the im2col matrix is
 // packed once, shared, and the threads split the output channels. Split by columns, each thread
 // got 3-4 panels of 64 (one ragged) and streamed all of the weights (9.4 MB at 512x512x3x3).
+bool narrow_ok(const Geo& g) {
+  long NP = g.N * g.P(), T = num_threads(), NR = sgemm_nr();
+  long psize = sgemm_packed_a_size(g.Og(), g.Kc());
+  return T >= 2 && (NP + NR - 1) / NR <= 4 * T && g.Og() >= 12 * T && psize * (long)sizeof(float) > (384L << 10);
+}
+
 bool narrow_forward(const Geo& g, const float* x, const float* w, float* out) {
-  long Og = g.Og(), Kc = g.Kc(), P = g.P(), NP = g.N * P, T = num_threads(), NR = sgemm_nr();
-  long psize = sgemm_packed_a_size(Og, Kc);
-  if (T < 2 || (NP + NR - 1) / NR > 4 * T || Og < 12 * T || psize * (long)sizeof(float) <= (384L << 10)) return false;
+  if (!narrow_ok(g)) return false;
+  long Og = g.Og(), Kc = g.Kc(), P = g.P(), NP = g.N * P, NR = sgemm_nr();
   long npad = (NP + NR - 1) / NR * NR;
   float* bpack = workspace(1, (size_t)sgemm_packed_b_size(NP, Kc));
   float* c = workspace(3, (size_t)(Og * npad));
@@ -423,8 +428,12 @@ void implicit_forward(const Geo& g, const float* x, const float* w, float* out) 
 // instead of the col2im read-modify-writes into overlapping rows of dx.
 bool backward_input_as_forward(const Geo& g, const float* dy, const float* w, float* dx) {
   long th = (g.KH - 1) * g.dh - g.ph, tw = (g.KW - 1) * g.dw - g.pw;
-  if (g.sh != 1 || g.sw != 1 || th < 0 || tw < 0) return false;
+  if (g.sh != 1 || g.sw != 1 || th < 0 || tw < 0 || g.KH * g.KW == 1) return false;
   Geo f{g.N, g.O, g.OH, g.OW, g.C, g.KH, g.KW, g.H, g.W, 1, 1, th, tw, g.dh, g.dw, g.G};
+  // only where the forward takes one of the faster paths: through the plain implicit forward it
+  // measured no better than col2im (layer3), and the flipped copy of the weights is extra work
+  DirectGeo dg;
+  if (!(f.Og() >= 6 && direct_geo(f, dg)) && !narrow_ok(f)) return false;
   long Og = g.Og(), Cg = g.Cg(), KK = g.KH * g.KW;
   // wf (C, Og, KH, KW): wf[gi*Cg + c, o, kk] = w[gi*Og + o, c, KK-1-kk]
   float* wf = workspace(2, (size_t)(g.C * Og * KK));
