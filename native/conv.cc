@@ -498,33 +498,44 @@ const float* dy_block(const Geo& g, const float* dy, long gi, long s, long len, 
   return buf;
 }
 
-// Threads split the taps (rows of dw^T in panels of 6) and each runs over every image, so each
-// dw element is summed in one fixed order (no private copies to add up).
+// Images go in chunks: the threads first pad x and transpose dy for every (image, group) of the
+// chunk into shared buffers, then split the taps (rows of dw^T, panels of 6) and run over the
+// whole chunk, so each dw element is summed in one fixed order (no private copies to add up) and
+// no thread repeats another's padding.
 bool direct_backward_weight(const Geo& g, const float* x, const float* dy, float* dw) {
   Packers pk = packers();
   DirectGeo dg;
   long Og = g.Og(), Cg = g.Cg(), Kc = g.Kc(), P = g.P(), T = num_threads();
   if (!pk.direct_wgrad || Og < 32 || !direct_geo(g, dg)) return false;
   long kpanels = (Kc + 5) / 6, kpad = kpanels * 6, opad = (Og + 63) / 64 * 64, Q = dg.Q;
+  long xsz = Cg * dg.PS, ysz = opad * Q;
+  long nb = std::max(1L, std::min(g.N, (2L << 20) / (g.G * (xsz + ysz))));  // images per chunk: ~8 MB
   int32_t* off = direct_offsets(g, dg);
   float* cT = workspace(1, (size_t)(g.G * kpad * opad));
+  float* xall = workspace(0, (size_t)(nb * g.G * xsz));
+  float* yall = workspace(2, (size_t)(nb * g.G * ysz));
+  std::memset(cT, 0, sizeof(float) * g.G * kpad * opad);
   long ntasks = std::min(kpanels, T);
-  parallel_for(ntasks, [&](long t, int) {
-    long k0 = kpanels * t / ntasks * 6, k1 = kpanels * (t + 1) / ntasks * 6;
-    float* xp = scratch(0, (size_t)(Cg * dg.PS));
-    float* dyT = scratch(1, (size_t)(opad * Q));
-    std::memset(xp, 0, sizeof(float) * Cg * dg.PS);
-    std::memset(dyT, 0, sizeof(float) * opad * Q);
-    for (long gi = 0; gi < g.G; gi++) std::memset(cT + (gi * kpad + k0) * opad, 0, sizeof(float) * (k1 - k0) * opad);
-    for (long n = 0; n < g.N; n++)
-      for (long gi = 0; gi < g.G; gi++) {
-        direct_fill(g, dg, x, n, gi * Cg, xp);
-        pk.direct_dyT(dy + (n * g.O + gi * Og) * P, P, Og, g.OH, g.OW, dg.Wp, Q, dyT);
-        pk.direct_wgrad(Kc, off, Q, opad, xp, dyT, k0, k1, cT + gi * kpad * opad);
-      }
-    for (long gi = 0; gi < g.G; gi++)
-      for (long o = 0; o < Og; o++)
-        for (long k = k0; k < std::min(k1, Kc); k++) dw[(gi * Og + o) * Kc + k] = cT[(gi * kpad + k) * opad + o];
+  for (long n0 = 0; n0 < g.N; n0 += nb) {
+    long n1 = std::min(g.N, n0 + nb);
+    parallel_for((n1 - n0) * g.G, [&](long t, int) {
+      long n = n0 + t / g.G, gi = t % g.G;
+      float* xp = xall + t * xsz;
+      float* dyT = yall + t * ysz;
+      std::memset(xp, 0, sizeof(float) * xsz);
+      std::memset(dyT, 0, sizeof(float) * ysz);
+      direct_fill(g, dg, x, n, gi * Cg, xp);
+      pk.direct_dyT(dy + (n * g.O + gi * Og) * P, P, Og, g.OH, g.OW, dg.Wp, Q, dyT);
+    });
+    parallel_for(ntasks, [&](long t, int) {
+      long k0 = kpanels * t / ntasks * 6, k1 = kpanels * (t + 1) / ntasks * 6;
+      for (long i = 0; i < (n1 - n0) * g.G; i++)
+        pk.direct_wgrad(Kc, off, Q, opad, xall + i * xsz, yall + i * ysz, k0, k1, cT + (i % g.G) * kpad * opad);
+    });
+  }
+  parallel_for(g.G * Og, [&](long t, int) {
+    long gi = t / Og, o = t % Og;
+    for (long k = 0; k < Kc; k++) dw[(gi * Og + o) * Kc + k] = cT[(gi * kpad + k) * opad + o];
   });
   return true;
 }
