@@ -3,6 +3,10 @@
 // convolutions as GEMMs straight over the input planes; everything else implicit GEMM (the
 // im2col matrix is packed panel by panel from x, never stored), with the columns of several
 // images side by side so that small late-layer planes (7x7) still give the micro-kernel full tiles.
+// Within the implicit GEMM: stride-1 convolutions on wide planes run a direct kernel over
+// zero-padded copies of x (AVX-512: forward, and backward-weight; backward-input as the forward
+// with the kernel flipped), and narrow ones (few columns, big weights: layer4) pack the im2col
+// matrix once and split the output channels among the threads.
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -378,7 +382,9 @@ bool direct_forward(const Geo& g, const float* x, const float* w, float* out) {
 bool narrow_ok(const Geo& g) {
   long NP = g.N * g.P(), T = num_threads(), NR = sgemm_nr();
   long psize = sgemm_packed_a_size(g.Og(), g.Kc());
-  return T >= 2 && (NP + NR - 1) / NR <= 4 * T && g.Og() >= 12 * T && psize * (long)sizeof(float) > (384L << 10);
+  // not 1x1 (320->1280 @7 measured no better either way: its K is a single slice)
+  return T >= 2 && g.KH * g.KW > 1 && (NP + NR - 1) / NR <= 4 * T && g.Og() >= 12 * T &&
+         psize * (long)sizeof(float) > (384L << 10);
 }
 
 bool narrow_forward(const Geo& g, const float* x, const float* w, float* out) {
