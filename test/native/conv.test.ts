@@ -119,8 +119,10 @@ describe("native conv2d", { skip }, () => {
   test("backward-weight gives the same bits on every call (exact resume depends on it)", () => {
     // Both paths that sum per-group private copies of dw: pointwise over images, and the implicit
     // GEMM's small-weight path over column spans. When the copies followed whichever thread ran a
-    // task, the summation order changed from call to call.
-    for (const c of [cases[3], cases[8], { ...cases[3], N: 7 }]) {
+    // task, the summation order changed from call to call. Also the direct stride-1 path (threads
+    // split the taps; wide rows, >= 32 output channels).
+    const direct: Case = { N: 3, C: 5, H: 6, W: 28, O: 70, k: [3, 3], p: P(1, 1) };
+    for (const c of [cases[3], cases[8], { ...cases[3], N: 7 }, direct]) {
       const OH = outSize(c.H, c.k[0], c.p.stride[0], c.p.padding[0], c.p.dilation[0]);
       const OW = outSize(c.W, c.k[1], c.p.stride[1], c.p.padding[1], c.p.dilation[1]);
       const x = randT([c.N, c.C, c.H, c.W]);
