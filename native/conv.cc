@@ -517,7 +517,37 @@ bool direct_backward_weight(const Geo& g, const float* x, const float* dy, float
   long xsz = Cg * dg.PS, ysz = opad * Q;
   long nb = std::max(1L, std::min(g.N, (2L << 20) / (g.G * (xsz + ysz))));  // images per chunk: ~8 MB
   int32_t* off = direct_offsets(g, dg);
-  float* cT = workspace(1, (size_t)(g.G * kpad * opad));
+  long WS = g.G * kpad * opad;
+  if (g.N >= T) {
+    // enough images: T fixed groups of images, each padded and consumed by the thread that
+    // fills it (no shared buffers crossing cores, no barrier between fill and multiply), summed
+    // into a private dw^T; the copies are added in group order, so the bits depend on T only
+    float* acc = workspace(1, (size_t)(WS * T));
+    parallel_for(T, [&](long k, int) {
+      float* mine = acc + k * WS;
+      float* xp = scratch(0, (size_t)xsz);
+      float* dyT = scratch(1, (size_t)ysz);
+      std::memset(mine, 0, sizeof(float) * WS);
+      std::memset(xp, 0, sizeof(float) * xsz);
+      std::memset(dyT, 0, sizeof(float) * ysz);
+      for (long n = g.N * k / T; n < g.N * (k + 1) / T; n++)
+        for (long gi = 0; gi < g.G; gi++) {
+          direct_fill(g, dg, x, n, gi * Cg, xp);
+          pk.direct_dyT(dy + (n * g.O + gi * Og) * P, P, Og, g.OH, g.OW, dg.Wp, Q, dyT);
+          pk.direct_wgrad(Kc, off, Q, opad, xp, dyT, 0, kpad, mine + gi * kpad * opad);
+        }
+    });
+    parallel_for(g.G * Og, [&](long t, int) {
+      long gi = t / Og, o = t % Og;
+      for (long k = 0; k < Kc; k++) {
+        float v = 0.f;
+        for (long th = 0; th < T; th++) v += acc[th * WS + (gi * kpad + k) * opad + o];
+        dw[(gi * Og + o) * Kc + k] = v;
+      }
+    });
+    return true;
+  }
+  float* cT = workspace(1, (size_t)WS);
   float* xall = workspace(0, (size_t)(nb * g.G * xsz));
   float* yall = workspace(2, (size_t)(nb * g.G * ysz));
   std::memset(cT, 0, sizeof(float) * g.G * kpad * opad);
