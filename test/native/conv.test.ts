@@ -73,8 +73,10 @@ const cases: Case[] = [
   { N: 2, C: 6, H: 10, W: 33, O: 8, k: [3, 5], p: { stride: [1, 1], padding: [1, 2], dilation: [1, 1], groups: 1 } },
   { N: 2, C: 7, H: 6, W: 30, O: 6, k: [3, 3], p: P(1, 0) },
   // direct backward-weight (>= 32 output channels): two ragged panels of 64 channels, taps not a
-  // multiple of 6; groups + dilation
+  // multiple of 6 (images split among threads; one image: the threads split the taps); groups +
+  // dilation
   { N: 2, C: 5, H: 6, W: 28, O: 70, k: [3, 3], p: P(1, 1), tol: 1e-4 },
+  { N: 1, C: 5, H: 6, W: 28, O: 70, k: [3, 3], p: P(1, 1), tol: 1e-4 },
   { N: 2, C: 8, H: 5, W: 30, O: 64, k: [3, 3], p: P(1, 2, 2, 2) },
 ];
 
