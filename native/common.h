@@ -81,6 +81,14 @@ long sgemm_packed_a_size(long M, long K);
 void sgemm_pack_a(long M, long K, const float* A, long rsa, long csa, float* dst);
 // Column width of the packed B panels (the micro-kernel's NR) on the active ISA.
 int sgemm_nr();
+// B (K, N) packed whole from pb (threaded; the layout sgemm_prepacked reads), its size in floats,
+// and C (M, N) [+]= A @ B with this B, threads over rows of C: for narrow C (few panels of
+// columns), where splitting N would leave each thread a ragged handful. A is row-major with row
+// stride lda (read in place, not packed), or with lda = 0 the output of sgemm_pack_a.
+long sgemm_packed_b_size(long N, long K);
+void sgemm_pack_b_with(long N, long K, BPacker pb, float* dst);
+void sgemm_prepacked(long M, long N, long K, const float* pa, long lda, const float* pb, float* C, long ldc,
+                     bool accumulate);
 // Register-only FMA throughput loop (GFLOP/s measurement); returns flops done.
 double fma_peak_loop(long iters);
 

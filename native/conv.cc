@@ -3,6 +3,10 @@
 // convolutions as GEMMs straight over the input planes; everything else implicit GEMM (the
 // im2col matrix is packed panel by panel from x, never stored), with the columns of several
 // images side by side so that small late-layer planes (7x7) still give the micro-kernel full tiles.
+// Within the implicit GEMM: stride-1 convolutions on wide planes run a direct kernel over
+// zero-padded copies of x (AVX-512: forward, and backward-weight; backward-input as the forward
+// with the kernel flipped), and narrow ones (few columns, big weights: layer4) pack the im2col
+// matrix once and split the output channels among the threads.
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -119,6 +123,13 @@ void emit_out(const void* vctx, long j0, long nr, const float* cb, long ldc) {
   }
 }
 
+// Direct stride-1 convolution over zero-padded planes (conv_kernels.inc, AVX-512 only).
+struct DirectArgs {
+  long K, M, OH, OW, Wp;  // K = Cg*KH*KW taps, M output channels (rows of the packed weights)
+  const float* a;         // weights: panels of 6 rows, a[(m/6)*K*6 + k*6 + m%6], zero rows past M
+  const int32_t* off;     // K tap offsets into the padded planes
+};
+
 }  // namespace
 
 namespace conv_generic {
@@ -155,16 +166,20 @@ struct Packers {
   void (*col2im)(const void*, long, long, const float*, long);
   void (*dw_plane)(const float*, long, const float*, long, long, long, long, long, long, long, long, float*, long, bool);
   void (*dw_grad)(const float*, long, const float*, long, long, long, long, long, long, long, long, long, double*);
+  void (*direct)(const DirectArgs&, const float*, long, long, float*);  // null: no direct path
+  void (*direct_wgrad)(long, const int32_t*, long, long, const float*, const float*, long, long, float*);
+  void (*direct_dyT)(const float*, long, long, long, long, long, long, float*);
 };
 Packers packers() {
 #if defined(__x86_64__)
   if (isa() == Isa::avx512) return {conv_avx512::pack_im2col, conv_avx512::pack_im2col_t, conv_avx512::emit_col2im, conv_avx512::dw_plane,
-          conv_avx512::dw_plane_grad};
+          conv_avx512::dw_plane_grad, conv_avx512::direct_rows,
+          conv_avx512::direct_wgrad_rows, conv_avx512::direct_dyT};
   if (isa() == Isa::avx2) return {conv_avx2::pack_im2col, conv_avx2::pack_im2col_t, conv_avx2::emit_col2im, conv_avx2::dw_plane,
-          conv_avx2::dw_plane_grad};
+          conv_avx2::dw_plane_grad, nullptr, nullptr, nullptr};
 #endif
   return {conv_generic::pack_im2col, conv_generic::pack_im2col_t, conv_generic::emit_col2im, conv_generic::dw_plane,
-          conv_generic::dw_plane_grad};
+          conv_generic::dw_plane_grad, nullptr, nullptr, nullptr};
 }
 
 // ---- depthwise (vector path) ------------------------------------------------------------
@@ -298,7 +313,99 @@ std::vector<Span> column_spans(const Geo& g) {
   return spans;
 }
 
+// Stride-1 convolutions on wide planes (few dropped columns, see conv_kernels.inc): direct over
+// zero-padded copies of x, one task per image (or per part of one when images are few).
+struct DirectGeo {
+  long Wp, Q, tiles, PS;  // padded row stride, q-space columns, 64-wide tiles, padded plane size
+};
+// false where the direct path does not apply (stride, narrow rows) or has no kernel on this ISA.
+bool direct_geo(const Geo& g, DirectGeo& d) {
+  d.Wp = g.W + 2 * g.pw;
+  if (!packers().direct || g.sh != 1 || g.sw != 1 || g.OW < 24 || (d.Wp - g.OW) * 8 > d.Wp) return false;
+  d.Q = g.OH * d.Wp, d.tiles = (d.Q + 63) / 64;
+  long rows = (d.tiles * 64 + (g.KH - 1) * g.dh * d.Wp + (g.KW - 1) * g.dw + d.Wp - 1) / d.Wp;
+  d.PS = rows * d.Wp;
+  return g.Cg() * d.PS < (1L << 31);
+}
+
+// tap offsets into the padded planes, in im2col row order (c, kh, kw)
+int32_t* direct_offsets(const Geo& g, const DirectGeo& d) {
+  int32_t* off = (int32_t*)workspace(3, (size_t)g.Kc());
+  for (long c = 0, k = 0; c < g.Cg(); c++)
+    for (long kh = 0; kh < g.KH; kh++)
+      for (long kw = 0; kw < g.KW; kw++) off[k++] = (int32_t)(c * d.PS + kh * g.dh * d.Wp + kw * g.dw);
+  return off;
+}
+
+// planes [c0, c0+Cg) of image n -> rows [ph, ph+H), columns [pw, pw+W) of the padded planes (the
+// rest of xp zero from the caller)
+void direct_fill(const Geo& g, const DirectGeo& d, const float* x, long n, long c0, float* xp) {
+  long HW = g.H * g.W;
+  for (long c = 0; c < g.Cg(); c++)
+    for (long r = 0; r < g.H; r++)
+      std::memcpy(xp + c * d.PS + (g.ph + r) * d.Wp + g.pw, x + (n * g.C + c0 + c) * HW + r * g.W, sizeof(float) * g.W);
+}
+
+bool direct_forward(const Geo& g, const float* x, const float* w, float* out) {
+  Packers pk = packers();
+  DirectGeo dg;
+  long Og = g.Og(), Cg = g.Cg(), Kc = g.Kc(), P = g.P(), T = num_threads();
+  if (Og < 6 || !direct_geo(g, dg)) return false;
+  long Wp = dg.Wp, tiles = dg.tiles, PS = dg.PS;
+  long mpad = (Og + 5) / 6 * 6, asize = mpad * Kc;
+  float* apack = workspace(0, (size_t)(asize * g.G));
+  parallel_for(g.G * (mpad / 6), [&](long t, int) {
+    long gi = t / (mpad / 6), m0 = t % (mpad / 6) * 6;
+    float* d = apack + gi * asize + m0 * Kc;
+    for (long k = 0; k < Kc; k++)
+      for (long i = 0; i < 6; i++) d[k * 6 + i] = m0 + i < Og ? w[(gi * Og + m0 + i) * Kc + k] : 0.f;
+  });
+  int32_t* off = direct_offsets(g, dg);
+  long split = std::min(tiles, (2 * T + g.N - 1) / g.N);
+  parallel_for(g.N * split, [&](long t, int) {
+    long n = t / split, s = t % split;
+    long q0 = tiles * s / split * 64, q1 = tiles * (s + 1) / split * 64;
+    float* xp = scratch(0, (size_t)(Cg * PS));
+    std::memset(xp, 0, sizeof(float) * Cg * PS);
+    for (long gi = 0; gi < g.G; gi++) {
+      direct_fill(g, dg, x, n, gi * Cg, xp);
+      DirectArgs d{Kc, Og, g.OH, g.OW, Wp, apack + gi * asize, off};
+      pk.direct(d, xp, q0, q1, out + (n * g.O + gi * Og) * P);
+    }
+  });
+  return true;
+}
+
+// Few columns (late layers: 7x7 planes, N*P = 392 for N=8) and big weights: the im2col matrix is
+// packed once, shared, and the threads split the output channels. Split by columns, each thread
+// got 3-4 panels of 64 (one ragged) and streamed all of the weights (9.4 MB at 512x512x3x3).
+bool narrow_ok(const Geo& g) {
+  long NP = g.N * g.P(), T = num_threads(), NR = sgemm_nr();
+  long psize = sgemm_packed_a_size(g.Og(), g.Kc());
+  // not 1x1 (320->1280 @7 measured no better either way: its K is a single slice)
+  return T >= 2 && g.KH * g.KW > 1 && (NP + NR - 1) / NR <= 4 * T && g.Og() >= 12 * T &&
+         psize * (long)sizeof(float) > (384L << 10);
+}
+
+bool narrow_forward(const Geo& g, const float* x, const float* w, float* out) {
+  if (!narrow_ok(g)) return false;
+  long Og = g.Og(), Kc = g.Kc(), P = g.P(), NP = g.N * P, NR = sgemm_nr();
+  long npad = (NP + NR - 1) / NR * NR;
+  float* bpack = workspace(1, (size_t)sgemm_packed_b_size(NP, Kc));
+  float* c = workspace(3, (size_t)(Og * npad));
+  for (long gi = 0; gi < g.G; gi++) {
+    ConvCtx ctx{&g, x, nullptr, gi, 0, 0};
+    sgemm_pack_b_with(NP, Kc, BPacker{packers().im2col, &ctx}, bpack);
+    sgemm_prepacked(Og, NP, Kc, w + gi * Og * Kc, Kc, bpack, c, npad, false);  // weights read in place
+    parallel_for(Og, [&](long o, int) {
+      for (long n = 0; n < g.N; n++) std::memcpy(out + (n * g.O + gi * Og + o) * P, c + o * npad + n * P, sizeof(float) * P);
+    });
+  }
+  return true;
+}
+
 void implicit_forward(const Geo& g, const float* x, const float* w, float* out) {
+  if (direct_forward(g, x, w, out) || narrow_forward(g, x, w, out)) return;
   long Og = g.Og(), Kc = g.Kc(), P = g.P();
   long psize = sgemm_packed_a_size(Og, Kc);
   float* apack = workspace(0, (size_t)(psize * g.G));
@@ -322,7 +429,44 @@ void implicit_forward(const Geo& g, const float* x, const float* w, float* out) 
   });
 }
 
+// Stride 1: dx is the forward convolution of dy (padding (K-1)*d - p) with the kernel flipped and
+// its in/out channels swapped, so it runs on the forward's im2col packer and writes dx in place,
+// instead of the col2im read-modify-writes into overlapping rows of dx.
+bool backward_input_as_forward(const Geo& g, const float* dy, const float* w, float* dx) {
+  long th = (g.KH - 1) * g.dh - g.ph, tw = (g.KW - 1) * g.dw - g.pw;
+  if (g.sh != 1 || g.sw != 1 || th < 0 || tw < 0 || g.KH * g.KW == 1) return false;
+  Geo f{g.N, g.O, g.OH, g.OW, g.C, g.KH, g.KW, g.H, g.W, 1, 1, th, tw, g.dh, g.dw, g.G};
+  // only where the forward takes one of the faster paths: through the plain implicit forward it
+  // measured no better than col2im (layer3), and the flipped copy of the weights is extra work
+  DirectGeo dg;
+  if (!(f.Og() >= 6 && direct_geo(f, dg)) && !narrow_ok(f)) return false;
+  long Og = g.Og(), Cg = g.Cg(), KK = g.KH * g.KW;
+  // wf (C, Og, KH, KW): wf[gi*Cg + c, o, kk] = w[gi*Og + o, c, KK-1-kk]
+  float* wf = workspace(2, (size_t)(g.C * Og * KK));
+  // a transpose of (Og, Cg) blocks of KK floats, in 16x16 tiles (both sides stay in L1)
+  long cb = (Cg + 15) / 16;
+  parallel_for(g.G * cb, [&](long t, int) {
+    long gi = t / cb, c0 = t % cb * 16, c1 = std::min(Cg, c0 + 16);
+    for (long o0 = 0; o0 < Og; o0 += 16)
+      for (long c = c0; c < c1; c++)
+        for (long o = o0; o < std::min(Og, o0 + 16); o++) {
+          const float* s = w + ((gi * Og + o) * Cg + c) * KK;
+          float* d = wf + ((gi * Cg + c) * Og + o) * KK;
+          if (KK == 9) {  // 3x3: unrolled (the loop is memory-bound only when it is not scalar-bound)
+            float t[9];
+            for (int k = 0; k < 9; k++) t[k] = s[8 - k];
+            std::memcpy(d, t, sizeof t);
+          } else {
+            for (long k = 0; k < KK; k++) d[k] = s[KK - 1 - k];
+          }
+        }
+  });
+  implicit_forward(f, dy, wf, dx);
+  return true;
+}
+
 void implicit_backward_input(const Geo& g, const float* dy, const float* w, float* dx) {
+  if (backward_input_as_forward(g, dy, w, dx)) return;
   long Og = g.Og(), Kc = g.Kc(), P = g.P(), CHW = g.C * g.H * g.W;
   long psize = sgemm_packed_a_size(Kc, Og);
   float* apack = workspace(0, (size_t)(psize * g.G));
@@ -360,7 +504,80 @@ const float* dy_block(const Geo& g, const float* dy, long gi, long s, long len, 
   return buf;
 }
 
+// Images go in chunks: the threads first pad x and transpose dy for every (image, group) of the
+// chunk into shared buffers, then split the taps (rows of dw^T, panels of 6) and run over the
+// whole chunk, so each dw element is summed in one fixed order (no private copies to add up) and
+// no thread repeats another's padding.
+bool direct_backward_weight(const Geo& g, const float* x, const float* dy, float* dw) {
+  Packers pk = packers();
+  DirectGeo dg;
+  long Og = g.Og(), Cg = g.Cg(), Kc = g.Kc(), P = g.P(), T = num_threads();
+  if (!pk.direct_wgrad || Og < 32 || !direct_geo(g, dg)) return false;
+  long kpanels = (Kc + 5) / 6, kpad = kpanels * 6, opad = (Og + 63) / 64 * 64, Q = dg.Q;
+  long xsz = Cg * dg.PS, ysz = opad * Q;
+  long nb = std::max(1L, std::min(g.N, (2L << 20) / (g.G * (xsz + ysz))));  // images per chunk: ~8 MB
+  int32_t* off = direct_offsets(g, dg);
+  long WS = g.G * kpad * opad;
+  if (g.N >= T) {
+    // enough images: T fixed groups of images, each padded and consumed by the thread that
+    // fills it (no shared buffers crossing cores, no barrier between fill and multiply), summed
+    // into a private dw^T; the copies are added in group order, so the bits depend on T only
+    float* acc = workspace(1, (size_t)(WS * T));
+    parallel_for(T, [&](long k, int) {
+      float* mine = acc + k * WS;
+      float* xp = scratch(0, (size_t)xsz);
+      float* dyT = scratch(1, (size_t)ysz);
+      std::memset(mine, 0, sizeof(float) * WS);
+      std::memset(xp, 0, sizeof(float) * xsz);
+      std::memset(dyT, 0, sizeof(float) * ysz);
+      for (long n = g.N * k / T; n < g.N * (k + 1) / T; n++)
+        for (long gi = 0; gi < g.G; gi++) {
+          direct_fill(g, dg, x, n, gi * Cg, xp);
+          pk.direct_dyT(dy + (n * g.O + gi * Og) * P, P, Og, g.OH, g.OW, dg.Wp, Q, dyT);
+          pk.direct_wgrad(Kc, off, Q, opad, xp, dyT, 0, kpad, mine + gi * kpad * opad);
+        }
+    });
+    parallel_for(g.G * Og, [&](long t, int) {
+      long gi = t / Og, o = t % Og;
+      for (long k = 0; k < Kc; k++) {
+        float v = 0.f;
+        for (long th = 0; th < T; th++) v += acc[th * WS + (gi * kpad + k) * opad + o];
+        dw[(gi * Og + o) * Kc + k] = v;
+      }
+    });
+    return true;
+  }
+  float* cT = workspace(1, (size_t)WS);
+  float* xall = workspace(0, (size_t)(nb * g.G * xsz));
+  float* yall = workspace(2, (size_t)(nb * g.G * ysz));
+  std::memset(cT, 0, sizeof(float) * g.G * kpad * opad);
+  long ntasks = std::min(kpanels, T);
+  for (long n0 = 0; n0 < g.N; n0 += nb) {
+    long n1 = std::min(g.N, n0 + nb);
+    parallel_for((n1 - n0) * g.G, [&](long t, int) {
+      long n = n0 + t / g.G, gi = t % g.G;
+      float* xp = xall + t * xsz;
+      float* dyT = yall + t * ysz;
+      std::memset(xp, 0, sizeof(float) * xsz);
+      std::memset(dyT, 0, sizeof(float) * ysz);
+      direct_fill(g, dg, x, n, gi * Cg, xp);
+      pk.direct_dyT(dy + (n * g.O + gi * Og) * P, P, Og, g.OH, g.OW, dg.Wp, Q, dyT);
+    });
+    parallel_for(ntasks, [&](long t, int) {
+      long k0 = kpanels * t / ntasks * 6, k1 = kpanels * (t + 1) / ntasks * 6;
+      for (long i = 0; i < (n1 - n0) * g.G; i++)
+        pk.direct_wgrad(Kc, off, Q, opad, xall + i * xsz, yall + i * ysz, k0, k1, cT + (i % g.G) * kpad * opad);
+    });
+  }
+  parallel_for(g.G * Og, [&](long t, int) {
+    long gi = t / Og, o = t % Og;
+    for (long k = 0; k < Kc; k++) dw[(gi * Og + o) * Kc + k] = cT[(gi * kpad + k) * opad + o];
+  });
+  return true;
+}
+
 void implicit_backward_weight(const Geo& g, const float* x, const float* dy, float* dw) {
+  if (direct_backward_weight(g, x, dy, dw)) return;
   long Og = g.Og(), Kc = g.Kc(), T = num_threads(), NR = sgemm_nr();
   std::vector<Span> spans = column_spans(g);
   const Span* sp = spans.data();

@@ -49,16 +49,17 @@ struct Impl {
   long (*packed_size)(long, long);
   void (*pack_part)(long, long, long, long, long, const float*, long, long, float*);
   long kc;
+  void (*prepacked_rows)(long, long, long, long, long, const float*, long, const float*, float*, long, bool);
 };
 Impl impl() {
 #if defined(__x86_64__)
   if (isa() == Isa::avx512) return {gemm_avx512::MR, gemm_avx512::NR, gemm_avx512::NC, gemm_avx512::gemm_serial, gemm_avx512::fma_peak, gemm_avx512::gemm_panels_serial,
-          gemm_avx512::packed_a_size, gemm_avx512::pack_a_part, gemm_avx512::KC};
+          gemm_avx512::packed_a_size, gemm_avx512::pack_a_part, gemm_avx512::KC, gemm_avx512::gemm_prepacked_rows};
   if (isa() == Isa::avx2) return {gemm_avx2::MR, gemm_avx2::NR, gemm_avx2::NC, gemm_avx2::gemm_serial, gemm_avx2::fma_peak, gemm_avx2::gemm_panels_serial,
-          gemm_avx2::packed_a_size, gemm_avx2::pack_a_part, gemm_avx2::KC};
+          gemm_avx2::packed_a_size, gemm_avx2::pack_a_part, gemm_avx2::KC, gemm_avx2::gemm_prepacked_rows};
 #endif
   return {gemm_generic::MR, gemm_generic::NR, gemm_generic::NC, gemm_generic::gemm_serial, gemm_generic::fma_peak, gemm_generic::gemm_panels_serial,
-          gemm_generic::packed_a_size, gemm_generic::pack_a_part, gemm_generic::KC};
+          gemm_generic::packed_a_size, gemm_generic::pack_a_part, gemm_generic::KC, gemm_generic::gemm_prepacked_rows};
 }
 
 void zero_or_keep(long M, long N, float* C, long ldc, bool accumulate) {
@@ -179,5 +180,34 @@ void sgemm_pack_a(long M, long K, const float* A, long rsa, long csa, float* dst
 }
 
 int sgemm_nr() { return impl().nr; }
+
+long sgemm_packed_b_size(long N, long K) {
+  long nr = impl().nr;
+  return (N + nr - 1) / nr * nr * K;
+}
+
+// Threaded over (KC slice, NR panel).
+void sgemm_pack_b_with(long N, long K, BPacker pb, float* dst) {
+  Impl im = impl();
+  long NR = im.nr, npad = (N + NR - 1) / NR * NR, nslices = (K + im.kc - 1) / im.kc, npanels = npad / NR;
+  parallel_for(nslices * npanels, [&](long t, int) {
+    long pc = (t / npanels) * im.kc, j0 = (t % npanels) * NR, kc = std::min(im.kc, K - pc);
+    pb.fn(pb.ctx, pc, kc, j0, std::min(NR, N - j0), NR, dst + npad * pc + j0 * kc);
+  });
+}
+
+// Threaded over row blocks of C (MR-aligned).
+void sgemm_prepacked(long M, long N, long K, const float* pa, long lda, const float* pb, float* C, long ldc,
+                     bool accumulate) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) return zero_or_keep(M, N, C, ldc, accumulate);
+  Impl im = impl();
+  long T = num_threads(), panels = (M + im.mr - 1) / im.mr;
+  long ntasks = std::min(panels, T);
+  parallel_for(ntasks, [&](long t, int) {
+    long i0 = panels * t / ntasks * im.mr, i1 = std::min(M, panels * (t + 1) / ntasks * im.mr);
+    if (i1 > i0) im.prepacked_rows(i0, i1, M, N, K, pa, lda, pb, C, ldc, accumulate);
+  });
+}
 
 }  // namespace tk

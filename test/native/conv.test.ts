@@ -45,8 +45,13 @@ const cases: Case[] = [
   { N: 1, C: 4, H: 33, W: 19, O: 9, k: [3, 3], p: P(1, 1) },
   // big weight (O * C*KH*KW >= 2^18): backward-weight split over the weight's columns
   { N: 3, C: 460, H: 5, W: 4, O: 70, k: [3, 3], p: P(1, 1), tol: 1e-4 },
-  // packed weights over 384 KB: panels in groups of four, across image boundaries (emitters)
+  // packed weights over 384 KB: few columns (shared packed im2col, threads split the output
+  // channels); more columns: panels in groups of four, across image boundaries (emitters)
   { N: 3, C: 120, H: 9, W: 10, O: 100, k: [3, 3], p: P(1, 1), tol: 1e-4 },
+  { N: 4, C: 120, H: 12, W: 11, O: 100, k: [3, 3], p: P(1, 1), tol: 1e-4 },
+  // the narrow path's ragged last panel (<= 16 columns with an odd k slice; 17-32 columns)
+  { N: 1, C: 119, H: 4, W: 3, O: 96, k: [3, 3], p: P(1, 1), tol: 1e-4 },
+  { N: 1, C: 200, H: 5, W: 5, O: 60, k: [3, 3], p: P(1, 1), tol: 1e-4 },
   // depthwise vector path: rows of several 16-lane chunks plus a tail, stride 2 on odd sizes,
   // dilation, a channel multiplier of 2 (accumulating planes), padding beyond (K-1)*d (fallback)
   { N: 2, C: 5, H: 7, W: 37, O: 5, k: [3, 3], p: P(1, 1, 1, 5) },
@@ -59,6 +64,20 @@ const cases: Case[] = [
   { N: 3, C: 9, H: 16, W: 17, O: 4, k: [1, 1], p: P(1, 0) },
   { N: 2, C: 6, H: 16, W: 20, O: 10, k: [1, 1], p: P(1, 0, 1, 2) },
   { N: 1, C: 3, H: 6, W: 21, O: 3, k: [3, 5], p: P(1, 1, 1, 3) },
+  // direct stride-1 path (AVX-512; rows >= 24 wide): one image split among the threads, rows of
+  // weights not a multiple of 6, backward-input as a forward conv (C >= 6), groups + dilation,
+  // a 3x5 kernel with unequal padding, no padding
+  { N: 1, C: 5, H: 11, W: 30, O: 13, k: [3, 3], p: P(1, 1) },
+  { N: 3, C: 8, H: 9, W: 26, O: 7, k: [3, 3], p: P(1, 1) },
+  { N: 2, C: 12, H: 7, W: 40, O: 12, k: [3, 3], p: P(1, 2, 2, 2) },
+  { N: 2, C: 6, H: 10, W: 33, O: 8, k: [3, 5], p: { stride: [1, 1], padding: [1, 2], dilation: [1, 1], groups: 1 } },
+  { N: 2, C: 7, H: 6, W: 30, O: 6, k: [3, 3], p: P(1, 0) },
+  // direct backward-weight (>= 32 output channels): two ragged panels of 64 channels, taps not a
+  // multiple of 6 (images split among threads; one image: the threads split the taps); groups +
+  // dilation
+  { N: 2, C: 5, H: 6, W: 28, O: 70, k: [3, 3], p: P(1, 1), tol: 1e-4 },
+  { N: 1, C: 5, H: 6, W: 28, O: 70, k: [3, 3], p: P(1, 1), tol: 1e-4 },
+  { N: 2, C: 8, H: 5, W: 30, O: 64, k: [3, 3], p: P(1, 2, 2, 2) },
 ];
 
 function check(c: Case, xv?: Tensor): void {
@@ -102,8 +121,10 @@ describe("native conv2d", { skip }, () => {
   test("backward-weight gives the same bits on every call (exact resume depends on it)", () => {
     // Both paths that sum per-group private copies of dw: pointwise over images, and the implicit
     // GEMM's small-weight path over column spans. When the copies followed whichever thread ran a
-    // task, the summation order changed from call to call.
-    for (const c of [cases[3], cases[8], { ...cases[3], N: 7 }]) {
+    // task, the summation order changed from call to call. Also the direct stride-1 path (threads
+    // split the taps; wide rows, >= 32 output channels).
+    const direct: Case = { N: 3, C: 5, H: 6, W: 28, O: 70, k: [3, 3], p: P(1, 1) };
+    for (const c of [cases[3], cases[8], { ...cases[3], N: 7 }, direct]) {
       const OH = outSize(c.H, c.k[0], c.p.stride[0], c.p.padding[0], c.p.dilation[0]);
       const OW = outSize(c.W, c.k[1], c.p.stride[1], c.p.padding[1], c.p.dilation[1]);
       const x = randT([c.N, c.C, c.H, c.W]);
