@@ -8,6 +8,17 @@
 
 namespace tk {
 
+// e^r on |r| <= ln2 / 2 (Cephes expf's polynomial), shared by fast_exp and exp_vec
+inline float exp_poly(float r) {
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  return p * r * r + r + 1.f;
+}
+
 inline float fast_exp(float x) {
   const bool under = x < -87.33654f;
   float xc = x > 88.37626f ? 88.37626f : (under ? 0.f : x);
@@ -15,13 +26,7 @@ inline float fast_exp(float x) {
   int n = (int)(t + (t >= 0.f ? 0.5f : -0.5f));
   float fn = (float)n;
   float r = xc - fn * 0.693359375f + fn * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  float y = p * r * r + r + 1.f;
+  float y = exp_poly(r);
   int32_t bits = (n + 127) << 23;
   float scale;
   std::memcpy(&scale, &bits, sizeof scale);
@@ -58,13 +63,7 @@ inline float exp_vec(float x) {
   x = x > 88.3f ? 88.3f : x;
   float fn = (x * 1.44269504088896341f + 12582912.f) - 12582912.f;  // round to nearest
   float r = x - fn * 0.693359375f + fn * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  float y = p * r * r + r + 1.f;
+  float y = exp_poly(r);
   int32_t bits = ((int32_t)fn + 127) << 23;
   float scale;
   std::memcpy(&scale, &bits, sizeof scale);
