@@ -34,11 +34,12 @@ export type ChainStep = ((x: Tensor) => Tensor) | { forward(x: Tensor): Tensor }
  */
 export function forwardChain(x: Tensor, steps: readonly ChainStep[]): Tensor {
   const run = (f: ChainStep, t: Tensor) => (typeof f === "function" ? f(t) : f.forward(t));
-  if (isGradEnabled() || allocationMark() === null) {
+  const mark = allocationMark();
+  if (isGradEnabled() || mark === null) {
     for (const f of steps) x = run(f, x);
     return x;
   }
-  const start = allocationMark()?.serial ?? 0;
+  const start = mark.serial;
   // Every buffer here is short-lived, so an idle large one may serve a request a quarter its size.
   const ratio = storagePool.carveRatio;
   storagePool.carveRatio = Math.max(ratio, 4);

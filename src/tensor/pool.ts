@@ -139,8 +139,8 @@ export class StoragePool {
    * layers run) then serves the small requests instead of sitting beside fresh allocations.
    */
   private carve(dtype: DType, n: number): TypedArray | null {
-    const Ctor = allocStorage(dtype, 0).constructor as new (b: ArrayBufferLike, off: number, n: number) => TypedArray;
-    const need = n * (Ctor as unknown as { BYTES_PER_ELEMENT: number }).BYTES_PER_ELEMENT;
+    const Ctor = STORAGE[dtype];
+    const need = n * Ctor.BYTES_PER_ELEMENT;
     if (need < CARVE_MIN_BYTES) return null;
     let best: { key: string; list: TypedArray[] } | null = null;
     for (const [key, list] of this.free) {
@@ -195,19 +195,20 @@ export class StoragePool {
 /** Carving serves only requests of at least this many bytes (small buffers are cheap to allocate). */
 const CARVE_MIN_BYTES = 1 << 18;
 
+type StorageCtor = { new (b: ArrayBufferLike, off: number, n: number): TypedArray; readonly BYTES_PER_ELEMENT: number };
+
+/** The typed array that holds each dtype (as `allocStorage` makes it). */
+const STORAGE: Record<DType, StorageCtor> = {
+  float32: Float32Array,
+  float64: Float64Array,
+  int32: Int32Array,
+  bool: Uint8Array,
+  bfloat16: Uint16Array,
+  float16: Uint16Array,
+};
+
 function keyOf(dtype: DType, n: number): string {
-  switch (dtype) {
-    case "float32":
-      return `Float32Array:${n}`;
-    case "float64":
-      return `Float64Array:${n}`;
-    case "int32":
-      return `Int32Array:${n}`;
-    case "bool":
-      return `Uint8Array:${n}`;
-    default:
-      return `Uint16Array:${n}`;
-  }
+  return `${STORAGE[dtype].name}:${n}`;
 }
 
 /** The process-wide pool that scopes fill and `allocate` draws from. */
